@@ -283,3 +283,9 @@ def test_missing_vocabulary_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="nowhere.txt.gz"):
         clip_vit.find_bpe_vocab()
+
+
+def test_model_names_resolve_to_the_cache_folder(small_reference, tmp_path):
+    torch.save(small_reference.state_dict(), tmp_path / "ViT-B-16.pt")  # a stand-in under the official file name
+    model = clip_vit.load_clip("ViT-B/16", download_root=tmp_path)
+    check_same_outputs(model, small_reference, 64)
