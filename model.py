@@ -1,0 +1,130 @@
+"""The whole ASU model (paper: figure 2), wired from clip_vit.py, mra.py, semantic_units.py and decoder.py.
+
+    videos (B, T, 3, H, W)
+      -> MRA visual branch          global g (B, T, D), regions r (B, T, R, D), patches p (B, T, N, D)
+      -> SU selection               F = [g, r] (B, T, R+1, D) attends to the SU bank U (S, D) -> queries
+      -> cross-modal decoder        queries attend to the memory [g, r, p] of all frames -> z (B, D)
+      -> video feature              v = mean_t(g) + gate * z                        (gate zero at init)
+      -> logits (B, C)              exp(logit_scale) * cos(v, W), W = class-name text embeddings (C, D)
+
+The text encoder is frozen: class-name and SU embeddings are computed once (clip_vit.encode_texts, cached on disk
+with `cache_dir`) and kept as non-persistent buffers, so a checkpoint does not depend on the label set and
+`set_class_names` swaps it for zero-shot evaluation. Ablations: `mra_layers=0` (no regions, R = 0);
+`decoder_layers=0` together with `mra_layers=0` is the plain CLIP mean-pooling baseline (ViFi-CLIP style).
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clip_vit import encode_texts
+from decoder import CrossModalDecoder, SUSelection
+from mra import MultiRegionViT
+from semantic_units import extract_semantic_units, normalize_class_name, su_text_embeddings
+
+
+def class_prompt(class_name):
+    """The text whose embedding stands for a class."""
+    return f"a video of a person {normalize_class_name(class_name)}."
+
+
+class ASU(nn.Module):
+    def __init__(self, clip, class_names, semantic_units=None, mra_grids=((2, 2), (3, 3)), mra_layers=2,
+                 su_topk=8, decoder_layers=2, decoder_memory="all", cache_dir=None, max_frames=64):
+        """clip: a clip_vit.CLIP (its visual branch is fine-tuned, its text tower frozen);
+        class_names: the label set; semantic_units: a SemanticUnits bank (None = extracted from class_names);
+        mra_grids / mra_layers: MRA region scales and how many final ViT blocks carry region tokens (0 = none);
+        su_topk: units kept per visual token (0 = all); decoder_layers: cross-modal decoder depth (0 = no SU
+        selection and no decoder, which needs mra_layers=0: the CLIP mean-pooling baseline);
+        decoder_memory: "all" (global, regions and patches of every frame) or "regions" (global and regions);
+        cache_dir: where text embeddings are cached; max_frames: length of the time-embedding tables."""
+        super().__init__()
+        if decoder_memory not in ("all", "regions"):
+            raise ValueError(f"model.py ASU: decoder_memory must be 'all' or 'regions', got {decoder_memory!r}")
+        if decoder_layers < 0 or mra_layers < 0:
+            raise ValueError(f"model.py ASU: decoder_layers={decoder_layers} and mra_layers={mra_layers} must be >= 0")
+        if decoder_layers == 0 and mra_layers > 0:
+            raise ValueError("model.py ASU: mra_layers > 0 needs decoder_layers > 0 (region features only feed the "
+                             "SU selection and decoder); for the mean-pooling baseline set both to 0")
+        self.decoder_memory = decoder_memory
+        self.cache_dir = cache_dir
+        # The CLIP (text tower used by set_class_names) and the visual branch that wraps the same clip.visual:
+        # the visual weights appear under both "clip.visual." and "visual.visual." in state_dict, shared tensors
+        # that torch.save stores once.
+        self.clip = clip
+        for name, parameter in clip.named_parameters():
+            if not name.startswith("visual."):
+                parameter.requires_grad_(False)  # text tower and logit_scale frozen (our reading, as ViFi-CLIP)
+        self.visual = MultiRegionViT(clip.visual, grids=mra_grids, layers=mra_layers)
+        dim = clip.visual.output_dim
+        if decoder_layers:
+            self.selection = SUSelection(dim, self.visual.num_regions + 1, topk=su_topk, max_frames=max_frames)
+            self.decoder = CrossModalDecoder(dim, layers=decoder_layers, max_frames=max_frames)
+        else:
+            self.selection = self.decoder = None
+        self.register_buffer("class_embeddings", None, persistent=False)
+        self.register_buffer("su_bank", None, persistent=False)
+        self.set_class_names(class_names, semantic_units)
+
+    @torch.no_grad()
+    def set_class_names(self, class_names, semantic_units=None):
+        """Swap the label set (zero-shot). Without `semantic_units` the SU bank is extracted from the new class
+        names (our reading: the bank describes the action set in use)."""
+        class_names = list(class_names)
+        if not class_names:
+            raise ValueError("model.py ASU.set_class_names: class_names is empty")
+        device = self.clip.logit_scale.device
+        self.class_names = class_names
+        self.class_embeddings = encode_texts(self.clip, [class_prompt(name) for name in class_names],
+                                             cache_dir=self.cache_dir).to(device)          # (C, D)
+        if self.decoder is None:
+            self.semantic_units = semantic_units
+            return
+        if semantic_units is None:
+            semantic_units = extract_semantic_units(class_names)
+        if not semantic_units.units:
+            raise ValueError("model.py ASU.set_class_names: the SU bank is empty")
+        self.semantic_units = semantic_units
+        su_bank = su_text_embeddings(self.clip, semantic_units.units, cache_dir=self.cache_dir)  # (S, D)
+        self.su_bank = su_bank.to(device)
+
+    def forward(self, videos, return_attention=False):
+        """videos (B, T, 3, H, W) -> logits (B, C); with return_attention also a dict with "su_attention"
+        (B, T, R+1, S), the SU selection weights per frame and visual token (global first, then the regions; None
+        for the baseline), and "video_features" (B, D), the L2-normalised video representation v."""
+        if videos.dim() != 5:
+            raise ValueError(f"model.py ASU.forward: videos must be (B, T, 3, H, W), got {tuple(videos.shape)}")
+        B, T = videos.shape[:2]
+        global_features, regions, patches = self.visual(videos.flatten(0, 1))   # (B*T, D), (B*T, R, D), (B*T, N, D)
+        D = global_features.shape[-1]
+        global_features = global_features.reshape(B, T, D)                       # (B, T, D)
+        video_features = global_features.mean(dim=1)                              # (B, D)
+        su_attention = None
+        if self.decoder is not None:
+            regions = regions.reshape(B, T, regions.shape[1], D)                        # (B, T, R, D)
+            visual_tokens = torch.cat([global_features[:, :, None], regions], dim=2)   # (B, T, R+1, D)
+            queries, su_attention = self.selection(visual_tokens, self.su_bank)   # (B, T*(R+1), D), (B, T, R+1, S)
+            memory = visual_tokens
+            if self.decoder_memory == "all":
+                memory = torch.cat([visual_tokens, patches.reshape(B, T, -1, D)], dim=2)  # (B, T, R+1+N, D)
+            z = self.decoder(queries, memory)                                     # (B, D)
+            video_features = video_features + self.decoder.gate * z               # (B, D)
+        with torch.autocast(videos.device.type, enabled=False):  # logits in fp32 whatever the AMP setting
+            video_features = F.normalize(video_features.float(), dim=-1)                   # (B, D)
+            logits = self.clip.logit_scale.exp() * video_features @ self.class_embeddings.t()  # (B, C)
+        if return_attention:
+            return logits, {"su_attention": su_attention, "video_features": video_features}
+        return logits
+
+    def param_groups(self, lr, new_module_lr_mult=10.0, weight_decay=0.001):
+        """AdamW groups: CLIP weights at lr, new modules (MRA region embedding, selection, decoder) at
+        lr * new_module_lr_mult; no weight decay on 1-D parameters (biases, norms), embeddings, gate, temperature."""
+        groups = {}
+        for name, parameter in self.named_parameters():  # shared visual weights come once, as "clip.visual.*"
+            if not parameter.requires_grad:
+                continue
+            new = not name.startswith("clip.")
+            decay = parameter.ndim >= 2 and "embedding" not in name
+            groups.setdefault((new, decay), []).append(parameter)
+        return [{"name": ("new" if new else "clip") + ("" if decay else "_no_decay"), "params": params,
+                 "lr": lr * (new_module_lr_mult if new else 1.0), "weight_decay": weight_decay if decay else 0.0}
+                for (new, decay), params in sorted(groups.items())]
