@@ -1,0 +1,265 @@
+"""Evaluation entry point: the protocols behind the paper's numbers, for a checkpoint written by train.py.
+
+In:  `--ckpt F` (train.py's last.pt / best.pt: weights, options, class names and SU bank) and a dataset.
+Out: printed metrics (and `--json OUT`): top-1, top-5 and mean per-class accuracy.
+
+Protocols (DESIGN.md, "Training and evaluation"):
+- same label set as training: V = temporal x spatial views per video (`--views 4x3`; Kinetics' default), each
+  scored alone; the softmax probabilities are averaged over the views (our reading of "multi-view averaging").
+- zero-shot, when the dataset's class names differ from the checkpoint's: the model's label set and SU bank are
+  swapped for the target's (ASU.set_class_names). UCF-101 / HMDB-51: mean (and std) over the three official test
+  splits. Kinetics-600 (`--data k600`: a Kinetics-400-style layout with 600 classes): the 220 classes new to
+  Kinetics-600 (`--k600-new-classes FILE`), three random 160-class subsets, each evaluated as a 160-way task on
+  its own videos, reported as mean +- std.
+- few-shot (`--shots K`): a checkpoint trained with `train.py --shots K`, evaluated on split-1 test.
+- one video (`--video clip.mp4`): the top-5 classes and the semantic units the video attended to most (the SU
+  selection weights, averaged over frames and visual tokens).
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import clip_vit
+import train
+from train import DATASET_DEFAULTS, fail
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="eval.py", description="Evaluate an ASU checkpoint written by train.py.",
+                                formatter_class=train.HelpFormatter)
+    p.error = lambda message: fail(f"{p.prog}: {message}")
+    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py (last.pt or best.pt)")
+    p.add_argument("--video", default=None,
+                   help="predict one video: top-5 classes and its most attended SUs (default: none)")
+    p.add_argument("--data", default=None, choices=train.DATASETS + ("k600",),
+                   help="dataset to evaluate on (default: the checkpoint's)")
+    p.add_argument("--data-root", default=None, help="dataset folder (default: the checkpoint's, or data/<data>)")
+    p.add_argument("--split", type=int, default=None, choices=(1, 2, 3),
+                   help="UCF-101 / HMDB-51 test split (default: the checkpoint's; all three for zero-shot)")
+    p.add_argument("--shots", type=int, default=None,
+                   help="few-shot protocol: the checkpoint must come from train.py --shots K; split-1 test "
+                   "(default: none)")
+    p.add_argument("--k600-new-classes", default=None,
+                   help="file of the 220 Kinetics-600 classes absent from Kinetics-400, one per line "
+                   "(default: the K600 names not among the checkpoint's)")
+    p.add_argument("--k600-subsets", type=int, default=3, help="number of random class subsets of the K600 protocol")
+    p.add_argument("--k600-subset-size", type=int, default=160, help="classes per K600 subset")
+    p.add_argument("--views", default=None,
+                   help="temporal x spatial test views, e.g. 4x3 (default per dataset: "
+                   + ", ".join(f"{name} {DATASET_DEFAULTS[name]['views']}" for name in train.DATASETS) + ")")
+    p.add_argument("--frames", type=int, default=None, help="frames per view (default: the checkpoint's)")
+    p.add_argument("--size", type=int, default=None, help="input size in pixels (default: the checkpoint's)")
+    p.add_argument("--descriptions", default=None,
+                   help="JSON of class descriptions for the target's SUs in zero-shot (default: none)")
+    p.add_argument("--top-units", type=int, default=5, help="SUs printed with --video")
+    p.add_argument("--batch-size", type=int, default=8, help="videos per forward pass and process")
+    p.add_argument("--workers", type=int, default=None,
+                   help="data-loading processes (default: 8 on CUDA, CPU cores / 4 on the CPU)")
+    p.add_argument("--device", default=None, choices=("cuda", "cpu"), help="default: cuda when present")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="processes to spawn (GPUs; CPU processes with --device cpu); ignored under torchrun")
+    p.add_argument("--amp", default=None, choices=("bf16", "fp16", "off"),
+                   help="mixed precision (default: on CUDA bf16 where supported, else fp16; on the CPU bf16 where "
+                   "it is native, else off)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the K600 class subsets")
+    p.add_argument("--strict", action="store_true", help="stop at an unreadable video instead of replacing it")
+    p.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache" / "text"),
+                   help="cache of class and SU text embeddings")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file (default: none)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    return p
+
+
+def parse_args(argv=None):
+    args = build_parser().parse_args(argv)
+    if not Path(args.ckpt).is_file():
+        fail(f"--ckpt {args.ckpt}: no such file")
+    for flag in ("video", "descriptions", "k600_new_classes"):
+        value = getattr(args, flag)
+        if value and not Path(value).is_file():
+            fail(f"--{flag.replace('_', '-')} {value}: no such file")
+    if args.data is not None and args.data != "synthetic" and args.data_root is not None \
+            and not Path(args.data_root).is_dir():
+        fail(f"--data-root {args.data_root}: no such folder")
+    train.resolve_device(args)
+    train.resolve_amp(args)
+    if args.workers is None:
+        args.workers = train.default_workers(args.device)
+    return args
+
+
+def model_from_checkpoint(ckpt, path, cache_dir):
+    """The ASU of a checkpoint, built from its own tensors (the CLIP file it started from is not needed)."""
+    clip_state = {k[len("clip."):]: v for k, v in ckpt["model"].items() if k.startswith("clip.")}
+    try:
+        clip = clip_vit.build_clip(clip_state)
+    except ValueError as e:
+        fail(f"checkpoint {path} holds another model: {str(e).splitlines()[0]}")
+    options = dict(ckpt["args"], cache_dir=cache_dir, descriptions=None, grad_ckpt=False)
+    model = train.build_model(options, ckpt["class_names"], clip=clip,
+                              units=train.units_from_state(ckpt.get("semantic_units")))
+    train.load_model_state(model, ckpt["model"], path)
+    return model
+
+
+def target_units(args, class_names):
+    """SU bank of a zero-shot label set: extracted from its class names (and --descriptions)."""
+    import semantic_units
+    descriptions = None
+    if args.descriptions:
+        try:
+            descriptions = semantic_units.load_descriptions(args.descriptions)
+        except (OSError, ValueError) as e:
+            fail(f"--descriptions: {e}")
+    return semantic_units.extract_semantic_units(class_names, descriptions)
+
+
+def summarize(name, runs):
+    """Mean and std over several evaluations (splits or class subsets)."""
+    top1 = np.array([run["top1"] for run in runs])
+    return {"protocol": name, "runs": runs, "top1_mean": float(top1.mean()), "top1_std": float(top1.std()),
+            "top5_mean": float(np.mean([run["top5"] for run in runs])),
+            "mean_class_mean": float(np.mean([run["mean_class"] for run in runs]))}
+
+
+def evaluate(model, dataset, args, device, **info):
+    probs, labels, replaced = train.predict(model, dataset, device, args.amp, args.batch_size, args.workers,
+                                            progress=not args.no_progress)
+    result = dict(info, classes=len(dataset.class_names), videos=len(dataset), replaced=replaced,
+                  **train.accuracy(probs, labels))
+    if train.rank_and_world()[0] == 0:
+        where = " ".join(f"{k} {v}" for k, v in info.items())
+        print(f"{where}: top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  mean-class "
+              f"{result['mean_class']:.4f}  ({result['videos']} videos)", flush=True)
+    return result
+
+
+def k600_protocol(model, args, data_args, views, device, ckpt):
+    """Zero-shot on the Kinetics-600 classes new to Kinetics-400: random 160-class subsets, mean +- std."""
+    import data
+    full = train.build_data(data_args, "val", train=False, views=views)
+    if args.k600_new_classes:
+        lines = Path(args.k600_new_classes).read_text().splitlines()
+        new_names = [line.strip() for line in lines if line.strip()]
+        known = set(full.class_names)
+        for number, name in enumerate(lines, 1):
+            if name.strip() and name.strip() not in known:
+                fail(f"{args.k600_new_classes} line {number}: {name.strip()!r} is not a class of {data_args.data_root}")
+    else:
+        seen = set(ckpt["class_names"])
+        new_names = [name for name in full.class_names if name not in seen]
+    if len(new_names) < args.k600_subset_size:
+        fail(f"--k600-subset-size {args.k600_subset_size}: only {len(new_names)} new classes")
+    rng = np.random.default_rng(args.seed)
+    runs = []
+    for subset_index in range(args.k600_subsets):
+        subset = [new_names[i] for i in sorted(rng.choice(len(new_names), args.k600_subset_size, replace=False))]
+        position = {name: i for i, name in enumerate(subset)}
+        samples = [(path, position[full.class_names[label]]) for path, label in full.samples
+                   if full.class_names[label] in position]
+        dataset = data.VideoDataset(samples, subset, num_frames=data_args.frames, size=data_args.size, train=False,
+                                    views=views, seed=data_args.seed, strict=data_args.strict)
+        model.set_class_names(subset, target_units(args, subset))
+        runs.append(evaluate(model, dataset, args, device, data="k600", subset=subset_index + 1,
+                             views=f"{views[0]}x{views[1]}"))
+    return summarize("zero-shot k600", runs)
+
+
+def predict_video(model, args, device, ckpt):
+    """Top-5 classes of one video and the SUs its frames attended to most."""
+    import data
+    dataset = data.VideoDataset([(str(Path(args.video).resolve()), 0)], ckpt["class_names"],
+                                num_frames=args.frames, size=args.size, train=False, strict=True)
+    try:
+        video = dataset[0][0]                                                    # (T, 3, S, S)
+    except Exception as e:  # an unreadable file ends with one line naming it
+        fail(f"--video {args.video}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    model.eval()
+    with torch.no_grad(), train.autocast(device, args.amp):
+        logits, info = model(video[None].to(device), return_attention=True)     # (1, C)
+    probs = logits.float().softmax(-1)[0]                                        # (C,)
+    top = probs.topk(min(5, len(probs)))
+    classes = [{"class": ckpt["class_names"][i], "probability": p} for p, i in zip(top.values.tolist(),
+                                                                                     top.indices.tolist())]
+    print(f"{args.video}: top-5 classes")
+    for c in classes:
+        print(f"  {c['probability']:.3f}  {c['class']}")
+    units = []
+    if info["su_attention"] is None:
+        print("  (this model has no SU selection: trained with --decoder-layers 0)")
+    else:
+        weights = info["su_attention"][0].float().mean(dim=(0, 1))               # (S,) over frames and tokens
+        top = weights.topk(min(args.top_units, len(weights)))
+        units = [{"unit": model.semantic_units.units[i].text, "kind": model.semantic_units.units[i].kind,
+                  "weight": w} for w, i in zip(top.values.tolist(), top.indices.tolist())]
+        print("semantic units attended to most")
+        for u in units:
+            print(f"  {u['weight']:.3f}  {u['unit']} ({u['kind']})")
+    return {"video": args.video, "classes": classes, "semantic_units": units}
+
+
+def eval_worker(args, device):
+    results = run_protocol(args, device)
+    if train.rank_and_world()[0] == 0:
+        if len(results.get("runs", ())) > 1:
+            print(f"{results['protocol']}: top-1 {results['top1_mean']:.4f} +- {results['top1_std']:.4f} over "
+                  f"{len(results['runs'])} runs")
+        if args.json:
+            train.write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def run_protocol(args, device):
+    ckpt = train.load_checkpoint(args.ckpt)
+    model = model_from_checkpoint(ckpt, args.ckpt, args.cache_dir).to(device)
+    trained = argparse.Namespace(**ckpt["args"])
+    args.frames = args.frames or trained.frames
+    args.size = args.size or trained.size
+    if args.video:
+        return predict_video(model, args, device, ckpt)
+
+    name = args.data or trained.data
+    same_data = name == trained.data
+    data_args = argparse.Namespace(
+        data="k400" if name == "k600" else name,
+        data_root=args.data_root or (trained.data_root if same_data else str(Path("data") / name)),
+        frames=args.frames, size=args.size, seed=trained.seed, strict=args.strict, shots=None, split=1)
+    if data_args.data != "synthetic" and not Path(data_args.data_root).is_dir():
+        fail(f"--data-root {data_args.data_root}: no such folder")
+    views = train.parse_views(args.views or DATASET_DEFAULTS[data_args.data]["views"])
+    view_text = f"{views[0]}x{views[1]}"
+    if name == "k600":
+        return k600_protocol(model, args, data_args, views, device, ckpt)
+
+    if args.shots is not None:
+        if trained.shots != args.shots:
+            fail(f"--shots {args.shots}: checkpoint {args.ckpt} was trained with --shots {trained.shots}")
+        folds = [1]
+    elif args.split:
+        folds = [args.split]
+    else:
+        folds = [trained.split if same_data else 1]
+    datasets = [train.build_data(data_args, "val", train=False, views=views, fold=fold) for fold in folds]
+    zero_shot = list(datasets[0].class_names) != list(ckpt["class_names"])
+    if zero_shot:
+        if name in ("ucf101", "hmdb51") and args.split is None:  # the zero-shot protocol: all three test splits
+            datasets += [train.build_data(data_args, "val", train=False, views=views, fold=f) for f in (2, 3)]
+            folds = [1, 2, 3]
+        model.set_class_names(datasets[0].class_names, target_units(args, datasets[0].class_names))
+    protocol = ("zero-shot " if zero_shot else f"{args.shots}-shot " if args.shots else "") + name
+    official_splits = name in ("ucf101", "hmdb51")
+    runs = [evaluate(model, dataset, args, device, data=name, **({"split": fold} if official_splits else {}),
+                     views=view_text) for fold, dataset in zip(folds, datasets)]
+    return summarize(protocol, runs)
+
+
+def main(argv=None):
+    """Parse argv (default sys.argv[1:]), evaluate, print; return the results dict (None on spawned ranks)."""
+    return train.launch(eval_worker, parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

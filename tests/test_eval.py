@@ -1,0 +1,215 @@
+"""eval.py: multi-view scores are the mean of the single views' softmax; zero-shot on UCF-101 / HMDB-51 averages
+the three test splits and on Kinetics-600 evaluates random subsets of the new classes; the few-shot protocol
+evaluates a --shots K checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several
+processes give the same numbers as one; bad input ends with one line.
+
+The UCF-101, HMDB-51 and Kinetics-600 layouts are small stand-ins built in a temporary folder from synthetic clips."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import data
+import eval as evaluation
+import train
+
+REPO = Path(__file__).resolve().parents[1]
+UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball"]
+HMDB_CLASSES = ["brush_hair", "cartwheel", "catch"]
+K600_CLASSES = ["abseiling", "acting in play", "adjusting glasses", "air drumming", "alligator wrestling",
+                "answering questions"]
+K600_NEW = ["acting in play", "adjusting glasses", "alligator wrestling", "answering questions"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    data.make_synthetic(root / "synthetic", num_classes=4, videos_per_class=5, val_fraction=0.2, num_frames=8,
+                        size=64, workers=1)
+    return root
+
+
+def small(workdir, *extra):
+    return ["--frames", "2", "--size", "64", "--workers", "0", "--no-progress", "--device", "cpu", "--amp", "off",
+            "--cache-dir", str(workdir / "cache"), *extra]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(workdir):
+    """A tiny ASU trained for one epoch on the synthetic set."""
+    out = workdir / "run"
+    train.main(small(workdir, "--data", "synthetic", "--data-root", str(workdir / "synthetic"), "--epochs", "1",
+                     "--batch-size", "4", "--out", str(out)))
+    return out / "last.pt"
+
+
+def clips(workdir):
+    return sorted((workdir / "synthetic" / "videos").rglob("*.mp4"))
+
+
+@pytest.fixture(scope="module")
+def standins(workdir):
+    """UCF-101, HMDB-51 and Kinetics-600 layouts of 3 (3, 6) classes, whose videos link to synthetic clips."""
+    sources = iter(clips(workdir) * 3)
+    ucf, hmdb, k600 = workdir / "ucf101", workdir / "hmdb51", workdir / "k600"
+    (ucf / "ucfTrainTestlist").mkdir(parents=True)
+    (ucf / "ucfTrainTestlist" / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(UCF_CLASSES)))
+    (hmdb / "testTrainMulti_7030_splits").mkdir(parents=True)
+    for fold in (1, 2, 3):  # split S: group S of each class is the test video, the others train
+        train_lines = [f"{name}/v_{name}_g{group:02d}_c01.avi {label + 1}"
+                       for label, name in enumerate(UCF_CLASSES) for group in (1, 2, 3) if group != fold]
+        test_lines = [f"{name}/v_{name}_g{fold:02d}_c01.avi" for name in UCF_CLASSES]
+        (ucf / "ucfTrainTestlist" / f"trainlist{fold:02d}.txt").write_text("\n".join(train_lines) + "\n")
+        (ucf / "ucfTrainTestlist" / f"testlist{fold:02d}.txt").write_text("\n".join(test_lines) + "\n")
+        for name in HMDB_CLASSES:
+            lines = [f"{name}_{k}.avi {2 if k == fold else 1}" for k in (1, 2, 3)]
+            (hmdb / "testTrainMulti_7030_splits" / f"{name}_test_split{fold}.txt").write_text("\n".join(lines) + "\n")
+    for name in UCF_CLASSES:
+        (ucf / "UCF-101" / name).mkdir(parents=True)
+        for group in (1, 2, 3):
+            os.symlink(next(sources), ucf / "UCF-101" / name / f"v_{name}_g{group:02d}_c01.avi")
+    for name in HMDB_CLASSES:
+        (hmdb / "videos" / name).mkdir(parents=True)
+        for k in (1, 2, 3):
+            os.symlink(next(sources), hmdb / "videos" / name / f"{name}_{k}.avi")
+    (k600 / "annotations").mkdir(parents=True)
+    (k600 / "videos" / "val").mkdir(parents=True)
+    with open(k600 / "annotations" / "val.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+        for name in K600_CLASSES:
+            for k in range(2):
+                youtube_id = f"{name.replace(' ', '')[:8]}{k:03d}"
+                writer.writerow([name, youtube_id, 10, 20, "val"])
+                os.symlink(next(sources), k600 / "videos" / "val" / f"{youtube_id}_{10:06d}_{20:06d}.mp4")
+    (k600 / "new_classes.txt").write_text("\n".join(K600_NEW) + "\n")
+    return {"ucf101": ucf, "hmdb51": hmdb, "k600": k600}
+
+
+def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
+    ckpt = train.load_checkpoint(checkpoint)
+    model = evaluation.model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
+    dataset = data.build_dataset("synthetic", workdir / "synthetic", "val", num_frames=2, size=64, views=(2, 3))
+    probs, labels, _ = train.predict(model, dataset, torch.device("cpu"), "off", batch_size=3)
+    one_by_one = []
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            video, _, _ = dataset[i]                                          # (6, T, 3, S, S)
+            views = torch.stack([model(video[v:v + 1]).softmax(-1)[0] for v in range(len(video))])  # (6, C)
+            assert (views - views[0]).abs().max() > 1e-4  # the views differ, so averaging them is tested
+            one_by_one.append(views.mean(0))
+    torch.testing.assert_close(probs, torch.stack(one_by_one), atol=1e-5, rtol=1e-4)
+    results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--views", "2x3",
+                                    "--json", str(workdir / "views.json")))
+    expected = train.accuracy(torch.stack(one_by_one), labels)
+    assert results["runs"][0]["top1"] == pytest.approx(expected["top1"])
+    assert results["runs"][0]["views"] == "2x3"
+    assert json.loads((workdir / "views.json").read_text()) == json.loads(json.dumps(results))
+
+
+@pytest.mark.parametrize("name", ["ucf101", "hmdb51"])
+def test_zero_shot_is_mean_over_three_splits(workdir, checkpoint, standins, name):
+    results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", name,
+                                    "--data-root", str(standins[name])))
+    assert results["protocol"] == f"zero-shot {name}"
+    runs = results["runs"]
+    assert [run["split"] for run in runs] == [1, 2, 3]
+    assert all(run["videos"] == 3 and run["classes"] == 3 for run in runs)
+    assert results["top1_mean"] == pytest.approx(sum(run["top1"] for run in runs) / 3)
+
+
+def test_zero_shot_k600_subsets(workdir, checkpoint, standins):
+    results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "k600",
+                                    "--data-root", str(standins["k600"]),
+                                    "--k600-new-classes", str(standins["k600"] / "new_classes.txt"),
+                                    "--k600-subset-size", "2", "--views", "1x1"))
+    runs = results["runs"]
+    assert [run["subset"] for run in runs] == [1, 2, 3]
+    assert all(run["classes"] == 2 and run["videos"] == 4 for run in runs)  # 2 classes x 2 videos each
+    top1 = torch.tensor([run["top1"] for run in runs], dtype=torch.float64)
+    assert results["top1_mean"] == pytest.approx(top1.mean().item())
+    assert results["top1_std"] == pytest.approx(top1.std(unbiased=False).item())
+
+
+def test_few_shot_protocol(workdir, standins):
+    out = workdir / "fewshot"
+    root = standins["ucf101"]
+    train.main(small(workdir, "--data", "ucf101", "--data-root", str(root), "--shots", "1", "--clip", "tiny",
+                     "--epochs", "1", "--batch-size", "3", "--lr", "1e-3", "--out", str(out)))
+    drawn = (root / "fewshot_ucf101_1shot_seed0.txt").read_text().split("\n")
+    assert sorted(int(line.split()[1]) for line in drawn if line) == [0, 1, 2]  # 1 video per class
+    results = evaluation.main(small(workdir, "--ckpt", str(out / "last.pt"), "--shots", "1"))
+    assert results["protocol"] == "1-shot ucf101"
+    assert [(run["split"], run["videos"]) for run in results["runs"]] == [(1, 3)]
+    with pytest.raises(SystemExit, match="--shots 2"):
+        evaluation.main(small(workdir, "--ckpt", str(out / "last.pt"), "--shots", "2"))
+
+
+def test_single_video_prints_classes_and_units(workdir, checkpoint, capsys):
+    video = clips(workdir)[0]
+    results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--video", str(video), "--top-units", "3"))
+    printed = capsys.readouterr().out
+    class_names = train.load_checkpoint(checkpoint)["class_names"]
+    assert len(results["classes"]) == min(5, len(class_names))
+    probabilities = [c["probability"] for c in results["classes"]]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+    assert results["classes"][0]["class"] in printed
+    weights = [u["weight"] for u in results["semantic_units"]]
+    assert len(weights) == 3 and weights == sorted(weights, reverse=True) and 0 < sum(weights) <= 1 + 1e-5
+    for unit in results["semantic_units"]:
+        assert f"{unit['unit']} ({unit['kind']})" in printed
+
+
+def test_two_processes_give_the_same_numbers(workdir, checkpoint):
+    one = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--json", str(workdir / "one.json")))
+    evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--gpus", "2", "--json", str(workdir / "two.json")))
+    two = json.loads((workdir / "two.json").read_text())
+    for a, b in zip(one["runs"], two["runs"]):
+        assert a["videos"] == b["videos"] and a["top1"] == b["top1"] and a["top5"] == b["top5"]
+        assert a["mean_class"] == pytest.approx(b["mean_class"])
+
+
+def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
+    """Each error is a single line that names the argument or file at fault."""
+    clip_state = tmp_path / "clip_state.pt"
+    torch.save({"visual.proj": torch.zeros(1)}, clip_state)
+    ckpt = train.load_checkpoint(checkpoint)
+    ckpt["args"] = dict(ckpt["args"], decoder_layers=0, mra_layers=0)
+    other_model = tmp_path / "other_model.pt"
+    torch.save(ckpt, other_model)
+    bad_classes = tmp_path / "new_classes.txt"
+    bad_classes.write_text("acting in play\nflying a kite\n")
+    not_video = tmp_path / "not_video.mp4"
+    not_video.write_text("hello")
+    base = small(workdir, "--ckpt", str(checkpoint))
+    cases = [
+        (base + ["--data", "kinetics"], "invalid choice"),
+        (base + ["--data", "ucf101", "--data-root", str(tmp_path / "missing")], "--data-root"),
+        (small(workdir, "--ckpt", str(tmp_path / "missing.pt")), "--ckpt"),
+        (small(workdir, "--ckpt", str(clip_state)), "not written by train.py"),
+        (small(workdir, "--ckpt", str(other_model)), "another model"),
+        (["--ckpt", str(checkpoint), "--gpus", str(max(2, torch.cuda.device_count() + 1))], "--gpus"),
+        (base + ["--data", "k600", "--data-root", str(standins["k600"]), "--k600-new-classes", str(bad_classes)],
+         f"{bad_classes} line 2"),
+        (base + ["--video", str(not_video)], "--video"),
+    ]
+    for argv, expected in cases:
+        with pytest.raises(SystemExit) as error:
+            evaluation.main(argv)
+        message = str(error.value.code)
+        assert expected in message and "\n" not in message, (argv, message)
+
+
+def test_cli_error_has_no_traceback(tmp_path):
+    not_ckpt = tmp_path / "not_ckpt.pt"
+    not_ckpt.write_text("hello")
+    result = subprocess.run([sys.executable, "eval.py", "--ckpt", str(not_ckpt), "--device", "cpu"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(not_ckpt) in lines[0] and "Traceback" not in result.stderr, result.stderr
