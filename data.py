@@ -342,10 +342,10 @@ def normalize(video):
     return (video - mean) / std
 
 
-def train_transform(frames, size, rng, flip=True):
+def train_transform(frames, size, rng, flip=True, crop_scale=CROP_SCALE):
     """Random resized crop, horizontal flip (p 0.5), colour jitter (p 0.8), grayscale (p 0.2), CLIP mean/std.
     frames (T, H, W, 3) uint8 -> (T, 3, size, size) float32."""
-    video = random_resized_crop(to_float(frames), size, rng)
+    video = random_resized_crop(to_float(frames), size, rng, scale=crop_scale)
     if flip and rng.random() < 0.5:
         video = video.flip(-1)
     if rng.random() < 0.8:
@@ -375,11 +375,13 @@ class VideoDataset(torch.utils.data.Dataset):
     np.random.default_rng([seed, epoch, index]), so it does not depend on DataLoader workers or DDP ranks.
     An unreadable video is logged once per process, counted in `replaced` and replaced by another sample chosen
     from (seed, epoch, index); strict=True raises VideoReadError instead.
-    flip=False keeps left and right apart (datasets whose classes name a direction, like the synthetic one).
+    flip=False keeps left and right apart (datasets whose classes name a direction, like the synthetic one);
+    crop_scale is the area range of the random resized crop.
     """
 
     def __init__(self, samples, class_names, num_frames=8, size=224, train=False, views=(1, 1), seed=0,
-                 strict=False, flip=True):
+                 strict=False, flip=True, crop_scale=CROP_SCALE):
+        self.crop_scale = tuple(crop_scale)
         self.samples = [(str(path), int(label)) for path, label in samples]
         self.class_names = list(class_names)
         self.num_frames, self.size, self.train = num_frames, size, train
@@ -437,7 +439,7 @@ class VideoDataset(torch.utils.data.Dataset):
         temporal, spatial = self.views
         if self.train:
             clips = np.split(frames, temporal)
-            views = [train_transform(clip, self.size, rng, self.flip) for clip in clips for _ in range(spatial)]
+            views = [train_transform(clip, self.size, rng, self.flip, self.crop_scale) for clip in clips for _ in range(spatial)]
             video = torch.stack(views)                                       # (V, T, 3, S, S)
         else:
             crops = eval_transform(frames, self.size, spatial)               # (spatial, temporal*T, 3, S, S)
@@ -652,8 +654,10 @@ def build_dataset(name, root=None, split="train", num_frames=8, size=224, train=
         else:
             samples = few_shot_samples(samples, len(class_names), shots, seed, class_names)
             _write_list(list_out, root, samples)
-    return VideoDataset(samples, class_names, num_frames, size, train, views, seed, strict,
-                        flip=name != "synthetic")
+    if name == "synthetic":   # classes name left and right; one small figure must stay inside the crop
+        return VideoDataset(samples, class_names, num_frames, size, train, views, seed, strict, flip=False,
+                            crop_scale=SYNTHETIC_CROP_SCALE)
+    return VideoDataset(samples, class_names, num_frames, size, train, views, seed, strict)
 
 
 # ---------------------------------------------------------------------------------------------------------- synthetic
@@ -676,7 +680,8 @@ SYNTHETIC_CLASSES = (   # (class name, motion, scene); the first `num_classes` a
     ("kicking a ball with one leg on the beach", "kick", "beach"),
     ("jumping with both legs in the park", "jump", "park"),
 )
-SYNTHETIC_VERSION = 1   # bump when the renderer changes, so cached sets are regenerated
+SYNTHETIC_CROP_SCALE = (0.7, 1.0)   # our choice: a crop of 40% of the area could cut the figure out
+SYNTHETIC_VERSION = 2   # bump when the renderer changes, so cached sets are regenerated
 
 
 def synthetic_class_names(num_classes=8):
@@ -838,10 +843,12 @@ def _pose(motion, u, p):
 def _render_clip(motion, scene, num_frames, size, rng):
     """One clip: (num_frames, size, size, 3) uint8."""
     background, ground = _scene(scene, size, rng)
-    scale = size / 128 * rng.uniform(0.95, 1.3)
+    # our choice: a figure about two thirds of the frame tall with thick limbs, so that a tiny ViT trained from
+    # scratch with 16-pixel patches can see its pose within the embedded default's few minutes
+    scale = size / 128 * rng.uniform(1.25, 1.5)
     facing = {"walk_left": -1, "walk_right": 1}.get(motion, rng.choice([-1, 1]))
     p = dict(thigh=14 * scale, shin=13 * scale, torso=20 * scale, upper=11 * scale, lower=10 * scale,
-             head=5.5 * scale, ball=4.5 * scale, ground=ground, facing=facing, phase=rng.uniform(0, 2 * math.pi),
+             head=5.5 * scale, ball=5.5 * scale, ground=ground, facing=facing, phase=rng.uniform(0, 2 * math.pi),
              cycles=rng.uniform(1.5, 2.5), travel=size * rng.uniform(0.45, 0.6), onset=rng.uniform(0.1, 0.3),
              duration=rng.uniform(0.3, 0.45), hop=size * rng.uniform(0.12, 0.2), speed=size * rng.uniform(0.8, 1.3))
     p["x"] = size * rng.uniform(0.35, 0.65) if motion.startswith("walk") else size * rng.uniform(0.25, 0.75)
@@ -852,7 +859,7 @@ def _render_clip(motion, scene, num_frames, size, rng):
         p["onset"] = rng.uniform(0.15, 0.35)
     figure = _jitter([(25, 25, 25), (190, 30, 30), (30, 40, 170), (245, 245, 245)][rng.integers(4)], rng, 25)
     ball_color = _jitter([(230, 60, 20), (250, 220, 30), (240, 240, 240)][rng.integers(3)], rng, 15)
-    radius = max(1.2, 2.2 * scale)
+    radius = max(1.2, 2.8 * scale)
     noise = rng.standard_normal((2, size + 16, size + 16, 3)).astype(np.float32) * rng.uniform(2, 6)
     if motion in ("sit_down", "stand_up"):   # the chair stands where the hips end up
         seat_x, seat_y = p["x"] - facing * p["thigh"], ground - p["shin"] + radius
