@@ -48,8 +48,8 @@ class Attention(nn.Module):
 
     def forward(self, x, attn_mask=None):
         B, N, W = x.shape
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)  # 3 x (B, N, W)
-        q, k, v = (t.reshape(B, N, self.heads, W // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, h, N, W/h)
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # (B, N, 3W)
+        q, k, v = qkv.view(B, N, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, h, N, W/h)
         if attn_mask is not None and attn_mask.dtype != torch.bool:
             attn_mask = attn_mask.to(q.dtype)  # SDPA wants the mask in the query's dtype (bf16 under autocast)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, N, W/h)
@@ -175,9 +175,11 @@ class CLIP(nn.Module):
 
 
 def tiny_clip(seed=0, image_resolution=112):
-    """A random-init CLIP small enough for tests and the CPU embedded default (7 x 7 patches at 112 px)."""
+    """A random-init CLIP small enough for tests and the CPU embedded default (7 x 7 patches at 112 px).
+    The image tower is 64 wide (one head): trained from scratch on the synthetic set it learns as fast per step
+    as a 128-wide one and steps 2.5 times faster on a CPU."""
     torch.manual_seed(seed)
-    return CLIP(embed_dim=128, image_resolution=image_resolution, vision_layers=4, vision_width=128,
+    return CLIP(embed_dim=128, image_resolution=image_resolution, vision_layers=4, vision_width=64,
                 vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=128,
                 transformer_heads=2, transformer_layers=2).eval()
 

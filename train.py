@@ -55,7 +55,7 @@ DATASET_DEFAULTS = {
     "list": _KINETICS,
     "ucf101": _FEW_SHOT,
     "hmdb51": _FEW_SHOT,
-    "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, epochs=20, warmup_epochs=1, batch_size=16,
+    "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, epochs=12, warmup_epochs=1, batch_size=16,
                       per_gpu_batch=16, views="1x1"),
 }
 

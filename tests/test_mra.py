@@ -10,7 +10,7 @@ from mra import MultiRegionViT, region_attention_mask, region_windows
 
 @pytest.fixture(scope="module")
 def clip112():
-    return tiny_clip(0)  # 112 px, 7 x 7 patches, 4 blocks, width 128, D 128
+    return tiny_clip(0)  # 112 px, 7 x 7 patches, 4 blocks, D 128
 
 
 def clip_patch_outputs(visual, images):
@@ -109,7 +109,7 @@ def test_layers_out_of_range(clip112):
 
 def test_region_tokens_start_from_class_state(clip112):
     mra = MultiRegionViT(clip112.visual, layers=2)
-    assert torch.equal(mra.region_embedding, torch.zeros(13, 128))  # zero at init
+    assert torch.equal(mra.region_embedding, torch.zeros(13, clip112.visual.width))  # zero at init
     with torch.no_grad():
         torch.nn.init.normal_(mra.region_embedding)
     captured = {}
@@ -121,7 +121,7 @@ def test_region_tokens_start_from_class_state(clip112):
     finally:
         hook.remove()
     x = captured["x"]                                                   # (B, 1+N+R, W) entering the first MRA block
-    assert x.shape == (2, 1 + 49 + 13, 128)
+    assert x.shape == (2, 1 + 49 + 13, clip112.visual.width)
     torch.testing.assert_close(x[:, 50:], x[:, :1] + mra.region_embedding)
 
 
@@ -134,13 +134,14 @@ def test_mask_inside_one_block(clip112):
     N, R = 49, 13
     mask = mra.attention_mask(7, 7, "cpu")
     assert torch.equal(mask, region_attention_mask(7, 7)) and mask is mra.attention_mask(7, 7, "cpu")
-    x = torch.randn(1, 1 + N + R, 128)
+    W = clip112.visual.width
+    x = torch.randn(1, 1 + N + R, W)
     with torch.no_grad():
         out = block(x, mask)
 
         def changed(index):
             perturbed = x.clone()
-            perturbed[0, index] += 3 * torch.randn(128)
+            perturbed[0, index] += 3 * torch.randn(W)
             return (block(perturbed, mask) - out).abs().amax(-1)[0] > 0   # (1+N+R,) which outputs moved
 
         for patch in range(N):
