@@ -26,14 +26,6 @@ K600_CLASSES = ["abseiling", "acting in play", "adjusting glasses", "air drummin
 K600_NEW = ["acting in play", "adjusting glasses", "alligator wrestling", "answering questions"]
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
-    data.make_synthetic(root / "synthetic", num_classes=4, videos_per_class=5, val_fraction=0.2, num_frames=8,
-                        size=64, workers=1)
-    return root
-
-
 def small(workdir, *extra):
     return ["--frames", "2", "--size", "64", "--workers", "0", "--no-progress", "--device", "cpu", "--amp", "off",
             "--cache-dir", str(workdir / "cache"), *extra]

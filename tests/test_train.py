@@ -14,19 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import data
 import train
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 4
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    data.make_synthetic(root / "synthetic", num_classes=4, videos_per_class=5, val_fraction=0.2, num_frames=8,
-                        size=64, workers=1)
-    return root
 
 
 def tiny_args(workdir, out, *extra):
