@@ -16,6 +16,7 @@ import hashlib
 import html
 import os
 import urllib.request
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -431,7 +432,9 @@ def load_clip(name_or_path, device="cpu", download_root="~/.cache/clip"):
 def read_state_dict(path):
     """The tensors of a TorchScript archive or of a torch.save'd state dict (optionally under a "state_dict" key)."""
     try:
-        return torch.jit.load(str(path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():  # OpenAI's files are TorchScript; torch's deprecation notice can't be acted on
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(str(path), map_location="cpu").state_dict()
     except Exception:
         pass  # not TorchScript: try a plain state dict
     try:
