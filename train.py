@@ -55,7 +55,7 @@ DATASET_DEFAULTS = {
     "list": _KINETICS,
     "ucf101": _FEW_SHOT,
     "hmdb51": _FEW_SHOT,
-    "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, epochs=12, warmup_epochs=1, batch_size=16,
+    "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, epochs=20, warmup_epochs=1, batch_size=16,
                       per_gpu_batch=16, views="1x1"),
 }
 
@@ -257,7 +257,11 @@ def _run_in_group(fn, args, rank, world_size, local_rank, init_method):
     dist.init_process_group("nccl" if args.device == "cuda" else "gloo", init_method=init_method,
                             rank=rank, world_size=world_size)
     try:
-        return fn(args, device)
+        result = fn(args, device)
+        # Leave together, so that no rank closes its connections while another (rank 0, still writing the last
+        # checkpoint) holds them open: an unannounced close is one way for gloo to abort the other process.
+        dist.barrier()
+        return result
     finally:
         dist.destroy_process_group()
 

@@ -1,5 +1,6 @@
 """data.py: frame-exact decoding (against a full decode), every dataset layout, sampling, views, transforms,
 randomness independent of workers, few-shot subsets, robustness to bad files, and the synthetic set."""
+import json
 import logging
 import os
 import struct
@@ -235,6 +236,18 @@ def test_train_transform_shape_and_reproducibility():
     torch.testing.assert_close(data.train_transform(frames, 32, np.random.default_rng(5)), first)
     others = [data.train_transform(frames, 32, np.random.default_rng(s)) for s in range(6, 10)]
     assert not all(torch.equal(first, other) for other in others)
+
+
+
+def test_train_transform_without_colour_keeps_colours():
+    """colour=False (the synthetic set) leaves out jitter and grayscale: a flat frame stays exactly its colour."""
+    frames = np.full((3, 40, 48, 3), (200, 40, 90), np.uint8)
+    expected = data.normalize(data.to_float(frames[:, :32, :32]))
+    for seed in range(8):
+        torch.testing.assert_close(data.train_transform(frames, 32, np.random.default_rng(seed), colour=False),
+                                   expected, atol=1e-6, rtol=0)
+    jittered = [data.train_transform(frames, 32, np.random.default_rng(seed)) for seed in range(8)]
+    assert not all(torch.allclose(video, expected, atol=1e-3) for video in jittered)
 
 
 # --------------------------------------------------------------------------------------------------------- datasets
@@ -483,16 +496,22 @@ def test_all_unreadable_is_an_error(bad_files):
 
 # --------------------------------------------------------------------------------------------------------- synthetic
 
-def test_synthetic_classes_use_all_four_kinds_and_direction_pairs():
+def test_synthetic_classes_use_all_four_kinds_and_need_scene_and_motion():
     names = data.synthetic_class_names()
-    assert len(names) >= 8 and len(set(names)) == len(names)
+    assert len(names) == 8 and len(set(names)) == len(names)
     text = " ".join(names)
     for kind, words in {"body part": ("arms", "leg"), "object": ("ball", "chair"),
                         "scene": ("park", "beach", "room", "street"),
-                        "motion": ("walking", "sitting down", "standing up", "waving", "kicking", "throwing",
-                                   "jumping")}.items():
+                        "motion": ("walking", "sitting down", "waving", "kicking", "throwing", "jumping",
+                                   "bouncing")}.items():
         assert all(word in text for word in words), kind
-    assert any("walking left" in n for n in names) and any("walking right" in n for n in names)
+    # every scene holds two default classes and one motion happens in two scenes: neither alone names the class
+    default = data.SYNTHETIC_CLASSES[:8]
+    scenes = [scene for _, _, scene in default]
+    assert all(scenes.count(scene) == 2 for scene in scenes)
+    motions = [motion for _, motion, _ in default]
+    assert any(motions.count(motion) == 2 for motion in motions)
+    assert "standing up from a chair in the room" in data.synthetic_class_names(len(data.SYNTHETIC_CLASSES))
     # standing up is sitting down with time reversed: the same pose at mirrored times
     p = dict(thigh=14, shin=13, torso=20, upper=11, lower=10, ground=110, x=60, facing=1, onset=0.2, duration=0.4)
     for x in np.linspace(0, 0.4, 9):
@@ -523,5 +542,13 @@ def test_synthetic_set_generated_once_deterministic_and_readable(tmp_path):
     assert marker.stat().st_mtime_ns == stamp
     data.make_synthetic(tmp_path / "a", **dict(kwargs, videos_per_class=3))
     assert len((tmp_path / "a" / "train.txt").read_text().splitlines()) == 16
+    # the synthetic layout keeps a set made with its own settings, and re-renders it (same settings) when the
+    # renderer version changed
+    stamp = marker.stat().st_mtime_ns
     synthetic = data.build_dataset("synthetic", tmp_path / "a", "val", num_frames=8, size=32)
-    assert synthetic.flip is False and len(synthetic) == 8
+    assert synthetic.colour is False and synthetic.flip is True and len(synthetic) == 8
+    assert marker.stat().st_mtime_ns == stamp
+    marker.write_text(json.dumps(dict(json.loads(marker.read_text()), version=0)))
+    data.build_dataset("synthetic", tmp_path / "a", "val", num_frames=8, size=32)
+    assert json.loads(marker.read_text())["version"] == data.SYNTHETIC_VERSION
+    assert len((tmp_path / "a" / "train.txt").read_text().splitlines()) == 16

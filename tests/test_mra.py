@@ -10,7 +10,7 @@ from mra import MultiRegionViT, region_attention_mask, region_windows
 
 @pytest.fixture(scope="module")
 def clip112():
-    return tiny_clip(0)  # 112 px, 7 x 7 patches, 4 blocks, D 128
+    return tiny_clip(0)  # 112 px, 7 x 7 patches, 4 blocks, D 64
 
 
 def clip_patch_outputs(visual, images):
@@ -72,7 +72,8 @@ def test_global_and_patches_equal_clip(resolution, layers):
         reference_global = clip.encode_image(images)
         reference_patches = clip_patch_outputs(clip.visual, images)
     grid = resolution // 16
-    assert global_features.shape == (2, 128) and regions.shape == (2, 13, 128) and patches.shape == (2, grid ** 2, 128)
+    D = clip.embed_dim
+    assert global_features.shape == (2, D) and regions.shape == (2, 13, D) and patches.shape == (2, grid ** 2, D)
     scale = reference_global.abs().max()
     assert (global_features - reference_global).abs().max() <= 1e-5 * scale
     assert (patches - reference_patches).abs().max() <= 1e-5 * reference_patches.abs().max()
@@ -86,7 +87,7 @@ def test_zero_layers_is_exactly_clip(clip112):
         global_features, regions, patches = mra(images)
         assert torch.equal(global_features, clip112.encode_image(images))
         torch.testing.assert_close(patches, clip_patch_outputs(clip112.visual, images), rtol=1e-6, atol=1e-6)
-    assert regions.shape == (3, 0, 128)
+    assert regions.shape == (3, 0, clip112.embed_dim)
 
 
 @pytest.mark.parametrize("grids, R", [(((2, 2), (3, 3)), 13), (((1, 1), (2, 2)), 5), (((4, 4),), 16)])
@@ -96,9 +97,10 @@ def test_shapes_at_other_input_sizes(clip112, grids, R):
     with torch.no_grad():
         for height, width in [(224, 224), (112, 160)]:
             global_features, regions, patches = mra(torch.randn(2, 3, height, width))
-            assert global_features.shape == (2, 128)
-            assert regions.shape == (2, R, 128)
-            assert patches.shape == (2, (height // 16) * (width // 16), 128)
+            D = clip112.embed_dim
+            assert global_features.shape == (2, D)
+            assert regions.shape == (2, R, D)
+            assert patches.shape == (2, (height // 16) * (width // 16), D)
     assert len(mra._masks) == 2  # one cached mask per grid size
 
 

@@ -5,6 +5,7 @@ ends with the same parameters and log as an uninterrupted run; AMP trains; bad i
 Everything runs on the CPU with the tiny CLIP, 2 frames of 64 px and a 4-class synthetic set of 16 + 4 clips."""
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -110,8 +111,10 @@ def test_torchrun_joins_its_group(workdir, one_process):
     out = workdir / "torchrun"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
                *tiny_args(workdir, out, *DDP_ARGS, "--per-gpu-batch", "2")]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    env = {**os.environ, "TORCH_SHOW_CPP_STACKTRACES": "1"}  # should a rank abort, say where
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    # torchrun's own summary fills the end of stderr; the failing rank's message comes before it
+    assert result.returncode == 0, result.stderr[:4000]
     assert json.loads((out / "args.json").read_text())["processes"] == 2
     assert_same_parameters(parameters(one_process[0]), parameters(out), atol=1e-5)
 
