@@ -691,7 +691,7 @@ SYNTHETIC_CLASSES = (   # (class name, motion, scene); the first `num_classes` a
 )
 SYNTHETIC_CROP_SCALE = (0.7, 1.0)   # our choice: a crop of 40% of the area could cut the figure out
 # our choice: no colour jitter, as the renderer already draws each clip in its own colours and noise; on this set
-# jitter cost a third of the loading time of the CPU default and slowed its learning
+# jitter and grayscale would double the time it takes to load a training clip
 SYNTHETIC_COLOUR = False
 SYNTHETIC_VERSION = 3   # bump when the renderer changes, so cached sets are regenerated
 
