@@ -348,12 +348,12 @@ def normalize(video):
     return (video - mean) / std
 
 
-def train_transform(frames, size, rng, flip=True, crop_scale=CROP_SCALE, colour=True):
+def train_transform(frames, size, rng, crop_scale=CROP_SCALE, colour=True):
     """Random resized crop, horizontal flip (p 0.5), colour jitter (p 0.8) and grayscale (p 0.2) unless
     colour=False, CLIP mean/std.
     frames (T, H, W, 3) uint8 -> (T, 3, size, size) float32."""
     video = random_resized_crop(to_float(frames), size, rng, scale=crop_scale)
-    if flip and rng.random() < 0.5:
+    if rng.random() < 0.5:
         video = video.flip(-1)
     if colour and rng.random() < 0.8:
         video = color_jitter(video, rng, **JITTER)
@@ -382,18 +382,17 @@ class VideoDataset(torch.utils.data.Dataset):
     np.random.default_rng([seed, epoch, index]), so it does not depend on DataLoader workers or DDP ranks.
     An unreadable video is logged once per process, counted in `replaced` and replaced by another sample chosen
     from (seed, epoch, index); strict=True raises VideoReadError instead.
-    flip=False keeps left and right apart (for datasets whose classes name a direction); crop_scale is the area
-    range of the random resized crop; colour=False leaves out colour jitter and grayscale.
+    crop_scale is the area range of the random resized crop; colour=False leaves out colour jitter and grayscale.
     """
 
     def __init__(self, samples, class_names, num_frames=8, size=224, train=False, views=(1, 1), seed=0,
-                 strict=False, flip=True, crop_scale=CROP_SCALE, colour=True):
+                 strict=False, crop_scale=CROP_SCALE, colour=True):
         self.crop_scale, self.colour = tuple(crop_scale), colour
         self.samples = [(str(path), int(label)) for path, label in samples]
         self.class_names = list(class_names)
         self.num_frames, self.size, self.train = num_frames, size, train
         self.views = (int(views[0]), int(views[1]))
-        self.seed, self.strict, self.flip = seed, strict, flip
+        self.seed, self.strict = seed, strict
         self.epoch = 0
         self.unreadable = {}   # path -> reason, for this process
         if not self.samples:
@@ -446,7 +445,8 @@ class VideoDataset(torch.utils.data.Dataset):
         temporal, spatial = self.views
         if self.train:
             clips = np.split(frames, temporal)
-            views = [train_transform(clip, self.size, rng, self.flip, self.crop_scale, self.colour) for clip in clips for _ in range(spatial)]
+            views = [train_transform(clip, self.size, rng, self.crop_scale, self.colour)
+                     for clip in clips for _ in range(spatial)]
             video = torch.stack(views)                                       # (V, T, 3, S, S)
         else:
             crops = eval_transform(frames, self.size, spatial)               # (spatial, temporal*T, 3, S, S)
@@ -864,7 +864,7 @@ def _render_clip(motion, scene, num_frames, size, rng):
              head=5.5 * scale, ball=7 * scale, ground=ground, facing=facing, phase=rng.uniform(0, 2 * math.pi),
              cycles=rng.uniform(1.5, 2.5), travel=size * rng.uniform(0.45, 0.6), onset=rng.uniform(0.1, 0.3),
              duration=rng.uniform(0.3, 0.45), hop=size * rng.uniform(0.08, 0.14), speed=size * rng.uniform(0.5, 0.8))
-    p["x"] = size * rng.uniform(0.35, 0.65) if motion.startswith("walk") else size * rng.uniform(0.25, 0.75)
+    p["x"] = size * rng.uniform(0.35, 0.65) if motion == "walk" else size * rng.uniform(0.25, 0.75)
     if motion in ("wave", "bounce"):
         p["cycles"] = rng.uniform(2.0, 3.5)
     if motion in ("kick", "throw"):

@@ -238,7 +238,6 @@ def test_train_transform_shape_and_reproducibility():
     assert not all(torch.equal(first, other) for other in others)
 
 
-
 def test_train_transform_without_colour_keeps_colours():
     """colour=False (the synthetic set) leaves out jitter and grayscale: a flat frame stays exactly its colour."""
     frames = np.full((3, 40, 48, 3), (200, 40, 90), np.uint8)
@@ -546,7 +545,7 @@ def test_synthetic_set_generated_once_deterministic_and_readable(tmp_path):
     # renderer version changed
     stamp = marker.stat().st_mtime_ns
     synthetic = data.build_dataset("synthetic", tmp_path / "a", "val", num_frames=8, size=32)
-    assert synthetic.colour is False and synthetic.flip is True and len(synthetic) == 8
+    assert synthetic.colour is False and len(synthetic) == 8
     assert marker.stat().st_mtime_ns == stamp
     marker.write_text(json.dumps(dict(json.loads(marker.read_text()), version=0)))
     data.build_dataset("synthetic", tmp_path / "a", "val", num_frames=8, size=32)
