@@ -27,6 +27,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
+from runtime import atomic_write
+
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
 
@@ -213,9 +215,8 @@ def encode_texts(model, texts, batch_size=256, cache_dir=None):
     embeddings = torch.cat(chunks) if chunks else torch.zeros(0, model.embed_dim, device=device)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
-        torch.save(embeddings.cpu(), tmp)
-        os.replace(tmp, cache_file)
+        with atomic_write(cache_file) as file:
+            torch.save(embeddings.cpu(), file)
     return embeddings
 
 
@@ -357,17 +358,16 @@ def download(url, root):
         if sha256_of(target) == expected:
             return target
         print(f"{target} exists but its sha256 does not match {url}; downloading it again")
-    partial = target.with_suffix(target.suffix + ".part")
-    with urllib.request.urlopen(url) as source, open(partial, "wb") as output:
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url) as source, atomic_write(target) as output:
         total = int(source.headers.get("Content-Length") or 0) or None
         with tqdm(total=total, unit="iB", unit_scale=True, desc=f"downloading {target.name}") as bar:
             while chunk := source.read(1 << 20):
                 output.write(chunk)
+                digest.update(chunk)
                 bar.update(len(chunk))
-    if sha256_of(partial) != expected:
-        partial.unlink()
-        raise RuntimeError(f"{url}: downloaded file's sha256 does not match {expected}; nothing was kept")
-    os.replace(partial, target)
+        if digest.hexdigest() != expected:   # raised inside atomic_write: the partial file is removed
+            raise RuntimeError(f"{url}: downloaded file's sha256 does not match {expected}; nothing was kept")
     return target
 
 

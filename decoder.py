@@ -1,6 +1,7 @@
 """Attentive SU selection and the cross-modal decoder of ASU (paper: "SU attention", "cross-modal decoder").
 
-The paper's method section is not available to us; this is our reading of the abstract and DESIGN.md.
+The paper's method section is not available to us; this is our reading of its abstract (DESIGN.md, "Selection and
+decoder", says what we chose and why).
 
 Selection (SUSelection):
     visual tokens F (B, T, R+1, D)  -- per frame the global feature and the R region features (MRA)

@@ -3,7 +3,7 @@
 In:  `--ckpt F` (train.py's last.pt / best.pt: weights, options, class names and SU bank) and a dataset.
 Out: printed metrics (and `--json OUT`): top-1, top-5 and mean per-class accuracy.
 
-Protocols (DESIGN.md, "Training and evaluation"):
+Protocols (DESIGN.md, "Protocols"):
 - same label set as training: V = temporal x spatial views per video (`--views 4x3`; Kinetics' default), each
   scored alone; the softmax probabilities are averaged over the views (our reading of "multi-view averaging").
 - zero-shot, when the dataset's class names differ from the checkpoint's: the model's label set and SU bank are
@@ -22,19 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import clip_vit
-import train
-from train import DATASET_DEFAULTS, fail
+import data
+import runtime
+import semantic_units
+from model import model_from_checkpoint
+from runtime import DATASET_DEFAULTS, DATASETS, fail, one_line_errors, rank_and_world
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="eval.py", description="Evaluate an ASU checkpoint written by train.py.",
-                                formatter_class=train.HelpFormatter)
-    p.error = lambda message: fail(f"{p.prog}: {message}")
+    p = runtime.argument_parser("eval.py", "Evaluate an ASU checkpoint written by train.py.")
     p.add_argument("--ckpt", required=True, help="checkpoint written by train.py (last.pt or best.pt)")
     p.add_argument("--video", default=None,
                    help="predict one video: top-5 classes and its most attended SUs (default: none)")
-    p.add_argument("--data", default=None, choices=train.DATASETS + ("k600",),
+    p.add_argument("--data", default=None, choices=DATASETS + ("k600",),
                    help="dataset to evaluate on (default: the checkpoint's)")
     p.add_argument("--data-root", default=None, help="dataset folder (default: the checkpoint's, or data/<data>)")
     p.add_argument("--split", type=int, default=None, choices=(1, 2, 3),
@@ -49,7 +49,7 @@ def build_parser():
     p.add_argument("--k600-subset-size", type=int, default=160, help="classes per K600 subset")
     p.add_argument("--views", default=None,
                    help="temporal x spatial test views, e.g. 4x3 (default per dataset: "
-                   + ", ".join(f"{name} {DATASET_DEFAULTS[name]['views']}" for name in train.DATASETS) + ")")
+                   + ", ".join(f"{name} {DATASET_DEFAULTS[name]['views']}" for name in DATASETS) + ")")
     p.add_argument("--frames", type=int, default=None, help="frames per view (default: the checkpoint's)")
     p.add_argument("--size", type=int, default=None, help="input size in pixels (default: the checkpoint's)")
     p.add_argument("--descriptions", default=None,
@@ -84,37 +84,39 @@ def parse_args(argv=None):
     if args.data is not None and args.data != "synthetic" and args.data_root is not None \
             and not Path(args.data_root).is_dir():
         fail(f"--data-root {args.data_root}: no such folder")
-    train.resolve_device(args)
-    train.resolve_amp(args)
+    runtime.resolve_device(args)
+    runtime.resolve_amp(args)
     if args.workers is None:
-        args.workers = train.default_workers(args.device)
+        args.workers = runtime.default_workers(args.device)
     return args
 
 
-def model_from_checkpoint(ckpt, path, cache_dir):
-    """The ASU of a checkpoint, built from its own tensors (the CLIP file it started from is not needed)."""
-    clip_state = {k[len("clip."):]: v for k, v in ckpt["model"].items() if k.startswith("clip.")}
+def parse_views(text):
+    """'4x3' -> (4, 3): temporal x spatial test views."""
     try:
-        clip = clip_vit.build_clip(clip_state)
-    except ValueError as e:
-        fail(f"checkpoint {path} holds another model: {str(e).splitlines()[0]}")
-    options = dict(ckpt["args"], cache_dir=cache_dir, descriptions=None, grad_ckpt=False)
-    model = train.build_model(options, ckpt["class_names"], clip=clip,
-                              units=train.units_from_state(ckpt.get("semantic_units")))
-    train.load_model_state(model, ckpt["model"], path)
-    return model
+        temporal, spatial = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        fail(f"--views {text!r}: expected TxS, e.g. 4x3")
+    if temporal < 1 or spatial not in (1, 3):
+        fail(f"--views {text!r}: temporal views >= 1 and 1 or 3 spatial crops")
+    return temporal, spatial
 
 
 def target_units(args, class_names):
     """SU bank of a zero-shot label set: extracted from its class names (and --descriptions)."""
-    import semantic_units
     descriptions = None
     if args.descriptions:
-        try:
+        with one_line_errors("--descriptions: "):
             descriptions = semantic_units.load_descriptions(args.descriptions)
-        except (OSError, ValueError) as e:
-            fail(f"--descriptions: {e}")
     return semantic_units.extract_semantic_units(class_names, descriptions)
+
+
+def test_set(data_args, views, fold=1):
+    """The test split ("val") of the dataset in data_args; bad input ends in one line."""
+    with one_line_errors():
+        return data.build_dataset(data_args.data, data_args.data_root, "val", num_frames=data_args.frames,
+                                  size=data_args.size, views=views, seed=data_args.seed, strict=data_args.strict,
+                                  fold=fold)
 
 
 def summarize(name, runs):
@@ -126,11 +128,11 @@ def summarize(name, runs):
 
 
 def evaluate(model, dataset, args, device, **info):
-    probs, labels, replaced = train.predict(model, dataset, device, args.amp, args.batch_size, args.workers,
-                                            progress=not args.no_progress)
+    probs, labels, replaced = runtime.predict(model, dataset, device, args.amp, args.batch_size, args.workers,
+                                              progress=not args.no_progress)
     result = dict(info, classes=len(dataset.class_names), videos=len(dataset), replaced=replaced,
-                  **train.accuracy(probs, labels))
-    if train.rank_and_world()[0] == 0:
+                  **runtime.accuracy(probs, labels))
+    if rank_and_world()[0] == 0:
         where = " ".join(f"{k} {v}" for k, v in info.items())
         print(f"{where}: top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  mean-class "
               f"{result['mean_class']:.4f}  ({result['videos']} videos)", flush=True)
@@ -139,8 +141,7 @@ def evaluate(model, dataset, args, device, **info):
 
 def k600_protocol(model, args, data_args, views, device, ckpt):
     """Zero-shot on the Kinetics-600 classes new to Kinetics-400: random 160-class subsets, mean +- std."""
-    import data
-    full = train.build_data(data_args, "val", train=False, views=views)
+    full = test_set(data_args, views)
     if args.k600_new_classes:
         lines = Path(args.k600_new_classes).read_text().splitlines()
         new_names = [line.strip() for line in lines if line.strip()]
@@ -170,7 +171,6 @@ def k600_protocol(model, args, data_args, views, device, ckpt):
 
 def predict_video(model, args, device, ckpt):
     """Top-5 classes of one video and the SUs its frames attended to most."""
-    import data
     dataset = data.VideoDataset([(str(Path(args.video).resolve()), 0)], ckpt["class_names"],
                                 num_frames=args.frames, size=args.size, train=False, strict=True)
     try:
@@ -178,7 +178,7 @@ def predict_video(model, args, device, ckpt):
     except Exception as e:  # an unreadable file ends with one line naming it
         fail(f"--video {args.video}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     model.eval()
-    with torch.no_grad(), train.autocast(device, args.amp):
+    with torch.no_grad(), runtime.autocast(device, args.amp):
         logits, info = model(video[None].to(device), return_attention=True)     # (1, C)
     probs = logits.float().softmax(-1)[0]                                        # (C,)
     top = probs.topk(min(5, len(probs)))
@@ -203,18 +203,19 @@ def predict_video(model, args, device, ckpt):
 
 def eval_worker(args, device):
     results = run_protocol(args, device)
-    if train.rank_and_world()[0] == 0:
+    if rank_and_world()[0] == 0:
         if len(results.get("runs", ())) > 1:
             print(f"{results['protocol']}: top-1 {results['top1_mean']:.4f} +- {results['top1_std']:.4f} over "
                   f"{len(results['runs'])} runs")
         if args.json:
-            train.write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
+            runtime.write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return results
 
 
 def run_protocol(args, device):
-    ckpt = train.load_checkpoint(args.ckpt)
-    model = model_from_checkpoint(ckpt, args.ckpt, args.cache_dir).to(device)
+    ckpt = runtime.load_checkpoint(args.ckpt)
+    with one_line_errors():
+        model = model_from_checkpoint(ckpt, args.ckpt, args.cache_dir).to(device)
     trained = argparse.Namespace(**ckpt["args"])
     args.frames = args.frames or trained.frames
     args.size = args.size or trained.size
@@ -229,7 +230,7 @@ def run_protocol(args, device):
         frames=args.frames, size=args.size, seed=trained.seed, strict=args.strict, shots=None, split=1)
     if data_args.data != "synthetic" and not Path(data_args.data_root).is_dir():
         fail(f"--data-root {data_args.data_root}: no such folder")
-    views = train.parse_views(args.views or DATASET_DEFAULTS[data_args.data]["views"])
+    views = parse_views(args.views or DATASET_DEFAULTS[data_args.data]["views"])
     view_text = f"{views[0]}x{views[1]}"
     if name == "k600":
         return k600_protocol(model, args, data_args, views, device, ckpt)
@@ -242,11 +243,11 @@ def run_protocol(args, device):
         folds = [args.split]
     else:
         folds = [trained.split if same_data else 1]
-    datasets = [train.build_data(data_args, "val", train=False, views=views, fold=fold) for fold in folds]
+    datasets = [test_set(data_args, views, fold) for fold in folds]
     zero_shot = list(datasets[0].class_names) != list(ckpt["class_names"])
     if zero_shot:
         if name in ("ucf101", "hmdb51") and args.split is None:  # the zero-shot protocol: all three test splits
-            datasets += [train.build_data(data_args, "val", train=False, views=views, fold=f) for f in (2, 3)]
+            datasets += [test_set(data_args, views, fold) for fold in (2, 3)]
             folds = [1, 2, 3]
         model.set_class_names(datasets[0].class_names, target_units(args, datasets[0].class_names))
     protocol = ("zero-shot " if zero_shot else f"{args.shots}-shot " if args.shots else "") + name
@@ -258,7 +259,7 @@ def run_protocol(args, device):
 
 def main(argv=None):
     """Parse argv (default sys.argv[1:]), evaluate, print; return the results dict (None on spawned ranks)."""
-    return train.launch(eval_worker, parse_args(argv))
+    return runtime.launch(eval_worker, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -11,15 +11,22 @@ The text encoder is frozen: class-name and SU embeddings are computed once (clip
 with `cache_dir`) and kept as non-persistent buffers, so a checkpoint does not depend on the label set and
 `set_class_names` swaps it for zero-shot evaluation. Ablations: `mra_layers=0` (no regions, R = 0);
 `decoder_layers=0` together with `mra_layers=0` is the plain CLIP mean-pooling baseline (ViFi-CLIP style).
+
+Also here: `build_model(options, class_names)`, the ASU that train.py's options describe, and
+`model_from_checkpoint(checkpoint, path)`, the ASU a checkpoint holds (train.py and eval.py both build through
+them); the SU bank a checkpoint carries goes in and out through `units_to_state` / `units_from_state`.
 """
+import argparse
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clip_vit import encode_texts
+from clip_vit import build_clip, encode_texts, load_clip, tiny_clip
 from decoder import CrossModalDecoder, SUSelection
-from mra import MultiRegionViT
-from semantic_units import extract_semantic_units, normalize_class_name, su_text_embeddings
+from mra import MultiRegionViT, parse_grids
+from semantic_units import (SemanticUnit, SemanticUnits, extract_semantic_units, load_descriptions,
+                            normalize_class_name, su_text_embeddings)
 
 
 def class_prompt(class_name):
@@ -128,3 +135,79 @@ class ASU(nn.Module):
         return [{"name": ("new" if new else "clip") + ("" if decay else "_no_decay"), "params": params,
                  "lr": lr * (new_module_lr_mult if new else 1.0), "weight_decay": weight_decay if decay else 0.0}
                 for (new, decay), params in sorted(groups.items())]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building the model from command-line options, and from a checkpoint
+
+def build_model(options, class_names, clip=None, semantic_units=None):
+    """ASU from the options of train.py (an argparse Namespace, or the dict a checkpoint saves). clip: an already
+    built CLIP (a checkpoint's), default the one `options.clip` names ('tiny': random init); semantic_units: a
+    SemanticUnits bank, default extracted from class_names (and `options.descriptions`). Bad options raise
+    ValueError / OSError with a message naming the flag."""
+    options = argparse.Namespace(**options) if isinstance(options, dict) else options
+    if clip is None:
+        if options.clip == "tiny":
+            clip = tiny_clip(seed=options.seed)
+        else:
+            try:
+                clip = load_clip(options.clip)
+            except Exception as e:  # a wrong file can fail in many ways; name the argument, keep one line
+                raise ValueError(f"--clip {options.clip}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    if semantic_units is None and options.descriptions:
+        try:
+            descriptions = load_descriptions(options.descriptions)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--descriptions: {e}") from None
+        semantic_units = extract_semantic_units(class_names, descriptions)
+    model = ASU(clip, class_names, semantic_units=semantic_units, mra_grids=parse_grids(options.mra_grids),
+                mra_layers=options.mra_layers, su_topk=options.su_topk, decoder_layers=options.decoder_layers,
+                decoder_memory=options.decoder_memory, cache_dir=options.cache_dir)
+    if getattr(options, "grad_ckpt", False):
+        for module in model.modules():
+            if hasattr(module, "grad_checkpointing"):
+                module.grad_checkpointing = True
+    return model
+
+
+def units_to_state(units):
+    """A SemanticUnits bank as plain lists, so a checkpoint carries the SUs it was trained with."""
+    if units is None:
+        return None
+    return {"units": [[unit.text, unit.kind] for unit in units.units], "by_class": [list(c) for c in units.by_class]}
+
+
+def units_from_state(state):
+    if state is None:
+        return None
+    return SemanticUnits([SemanticUnit(text, kind) for text, kind in state["units"]],
+                         [list(c) for c in state["by_class"]])
+
+
+def load_model_state(model, state_dict, path):
+    """load_state_dict(strict) with a one-line ValueError for a checkpoint of another model."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape]
+    if missing or unexpected or mismatched:
+        parts = [f"{len(keys)} {what} (e.g. {keys[0]})" for what, keys in
+                 (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
+                 if keys]
+        raise ValueError(f"checkpoint {path} holds another model: " + ", ".join(parts))
+    model.load_state_dict(state_dict)
+
+
+def model_from_checkpoint(checkpoint, path, cache_dir=None):
+    """The ASU of a train.py checkpoint (a dict), built from its own tensors: the CLIP file it started from is not
+    needed. Its label set and SU bank are the ones it was trained with."""
+    clip_state = {k[len("clip."):]: v for k, v in checkpoint["model"].items() if k.startswith("clip.")}
+    try:
+        clip = build_clip(clip_state)
+    except ValueError as e:
+        raise ValueError(f"checkpoint {path} holds another model: {str(e).splitlines()[0]}") from None
+    options = dict(checkpoint["args"], cache_dir=cache_dir, descriptions=None, grad_ckpt=False)
+    model = build_model(options, checkpoint["class_names"], clip=clip,
+                        semantic_units=units_from_state(checkpoint.get("semantic_units")))
+    load_model_state(model, checkpoint["model"], path)
+    return model

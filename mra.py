@@ -1,6 +1,6 @@
 """Multi-region attention (MRA) of ASU: region-aware visual features from CLIP's image ViT (paper: "MRA").
 
-Our reading of the paper (its method section is not available to us; see DESIGN.md, "MRA"):
+Our reading of the paper (its method section is not available to us; DESIGN.md, "MRA"):
 - Regions are windows over the patch grid at several scales; grids ((2, 2), (3, 3)) give R = 4 + 9 = 13 regions.
   Along an axis of G patches split into n parts, window i covers [round(i*G/n), round((i+1)*G/n)).
 - R region tokens enter before the last `layers` ViT blocks. Token j starts as the class token's hidden state
@@ -15,6 +15,17 @@ import torch
 import torch.nn as nn
 
 from clip_vit import run_block
+
+
+def parse_grids(text):
+    """The command line's region scales: '2x2,3x3' -> ((2, 2), (3, 3)); '' -> ()."""
+    try:
+        grids = tuple(tuple(int(n) for n in part.lower().split("x")) for part in text.split(",") if part.strip())
+    except ValueError:
+        grids = ((),)
+    if any(len(grid) != 2 for grid in grids):
+        raise ValueError(f"--mra-grids {text!r}: expected comma-separated RxC, e.g. 2x2,3x3")
+    return grids
 
 
 def region_windows(grid_h, grid_w, grids=((2, 2), (3, 3))):

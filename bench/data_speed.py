@@ -19,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import data  # noqa: E402
+import synthetic  # noqa: E402
 
 
 def kinetics_like_clip(path, keyframe_seconds, seconds=10, fps=30, width=340, height=256, seed=0):
@@ -34,7 +35,7 @@ def kinetics_like_clip(path, keyframe_seconds, seconds=10, fps=30, width=340, he
             image[y:y + 40, x:x + 40] = (60 * k, 255 - 60 * k, 128)
         frames[i] = np.clip(image + rng.normal(0, 3, image.shape), 0, 255)
     keyint = str(keyframe_seconds * fps)
-    data.write_video(path, frames, fps=fps, options={"preset": "veryfast", "crf": "23", "threads": "1",
+    synthetic.write_video(path, frames, fps=fps, options={"preset": "veryfast", "crf": "23", "threads": "1",
                                                       "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"})
 
 

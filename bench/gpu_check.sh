@@ -44,7 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import clip_vit
 import data
 import model as asu_model
-import train
+import runtime
 
 STEPS, WARMUP, BATCH, FRAMES, SIZE = 30, 5, 8, 8, 224
 device = torch.device("cuda")
@@ -71,7 +71,7 @@ for amp in ("bf16", "fp16"):
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
 
     def step(videos, labels):
-        with train.autocast(device, amp):
+        with runtime.autocast(device, amp):
             logits = model(videos)                                           # (B, C)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=0.1)
         scaler.scale(loss).backward()

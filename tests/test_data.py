@@ -1,6 +1,5 @@
 """data.py: frame-exact decoding (against a full decode), every dataset layout, sampling, views, transforms,
 randomness independent of workers, few-shot subsets, robustness to bad files, and the synthetic set."""
-import json
 import logging
 import os
 import struct
@@ -491,63 +490,3 @@ def test_all_unreadable_is_an_error(bad_files):
     samples = [(str(path), 0) for path in bad_files.values()]
     with pytest.raises(RuntimeError, match="unreadable videos in a row"):
         data.VideoDataset(samples, ["x"], num_frames=4, size=32)[0]
-
-
-# --------------------------------------------------------------------------------------------------------- synthetic
-
-def test_synthetic_classes_use_all_four_kinds_and_need_scene_and_motion():
-    names = data.synthetic_class_names()
-    assert len(names) == 8 and len(set(names)) == len(names)
-    text = " ".join(names)
-    for kind, words in {"body part": ("arms", "leg"), "object": ("ball", "chair"),
-                        "scene": ("park", "beach", "room", "street"),
-                        "motion": ("walking", "sitting down", "waving", "kicking", "throwing", "jumping",
-                                   "bouncing")}.items():
-        assert all(word in text for word in words), kind
-    # every scene holds two default classes and one motion happens in two scenes: neither alone names the class
-    default = data.SYNTHETIC_CLASSES[:8]
-    scenes = [scene for _, _, scene in default]
-    assert all(scenes.count(scene) == 2 for scene in scenes)
-    motions = [motion for _, motion, _ in default]
-    assert any(motions.count(motion) == 2 for motion in motions)
-    assert "standing up from a chair in the room" in data.synthetic_class_names(len(data.SYNTHETIC_CLASSES))
-    # standing up is sitting down with time reversed: the same pose at mirrored times
-    p = dict(thigh=14, shin=13, torso=20, upper=11, lower=10, ground=110, x=60, facing=1, onset=0.2, duration=0.4)
-    for x in np.linspace(0, 0.4, 9):
-        sit = data._pose("sit_down", 0.2 + x, p)
-        stand = data._pose("stand_up", 0.6 - x, p)
-        np.testing.assert_allclose(np.hstack([np.ravel(v) for v in sit[:5]]),
-                                   np.hstack([np.ravel(v) for v in stand[:5]]), atol=1e-9)
-
-
-def test_synthetic_set_generated_once_deterministic_and_readable(tmp_path):
-    kwargs = dict(num_classes=8, videos_per_class=2, num_frames=12, size=64, workers=1)
-    data.make_synthetic(tmp_path / "a", **kwargs)
-    data.make_synthetic(tmp_path / "b", **kwargs)
-    for split in ("train", "val"):
-        assert (tmp_path / "a" / f"{split}.txt").read_text() == (tmp_path / "b" / f"{split}.txt").read_text()
-    dataset = data.build_dataset("list", tmp_path / "a", "train", num_frames=8, size=32)
-    assert dataset.class_names == data.synthetic_class_names(8)
-    assert len(dataset) == 8 and sorted(label for _, label in dataset.samples) == list(range(8))
-    for path, _ in dataset.samples:
-        frames = data.load_video(path, 8)
-        assert frames.shape == (8, 64, 64, 3)
-        twin = path.replace(str(tmp_path / "a"), str(tmp_path / "b"))
-        np.testing.assert_array_equal(frames, data.load_video(twin, 8))
-    # complete sets are not rendered again; different settings are
-    marker = tmp_path / "a" / "synthetic.json"
-    stamp = marker.stat().st_mtime_ns
-    data.make_synthetic(tmp_path / "a", **kwargs)
-    assert marker.stat().st_mtime_ns == stamp
-    data.make_synthetic(tmp_path / "a", **dict(kwargs, videos_per_class=3))
-    assert len((tmp_path / "a" / "train.txt").read_text().splitlines()) == 16
-    # the synthetic layout keeps a set made with its own settings, and re-renders it (same settings) when the
-    # renderer version changed
-    stamp = marker.stat().st_mtime_ns
-    synthetic = data.build_dataset("synthetic", tmp_path / "a", "val", num_frames=8, size=32)
-    assert synthetic.colour is False and len(synthetic) == 8
-    assert marker.stat().st_mtime_ns == stamp
-    marker.write_text(json.dumps(dict(json.loads(marker.read_text()), version=0)))
-    data.build_dataset("synthetic", tmp_path / "a", "val", num_frames=8, size=32)
-    assert json.loads(marker.read_text())["version"] == data.SYNTHETIC_VERSION
-    assert len((tmp_path / "a" / "train.txt").read_text().splitlines()) == 16

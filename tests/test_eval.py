@@ -16,7 +16,9 @@ import torch
 
 import data
 import eval as evaluation
+import runtime
 import train
+from model import model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball"]
@@ -84,10 +86,10 @@ def standins(workdir):
 
 
 def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
-    ckpt = train.load_checkpoint(checkpoint)
-    model = evaluation.model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
+    ckpt = runtime.load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
     dataset = data.build_dataset("synthetic", workdir / "synthetic", "val", num_frames=2, size=64, views=(2, 3))
-    probs, labels, _ = train.predict(model, dataset, torch.device("cpu"), "off", batch_size=3)
+    probs, labels, _ = runtime.predict(model, dataset, torch.device("cpu"), "off", batch_size=3)
     one_by_one = []
     with torch.no_grad():
         for i in range(len(dataset)):
@@ -98,7 +100,7 @@ def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
     torch.testing.assert_close(probs, torch.stack(one_by_one), atol=1e-5, rtol=1e-4)
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--views", "2x3",
                                     "--json", str(workdir / "views.json")))
-    expected = train.accuracy(torch.stack(one_by_one), labels)
+    expected = runtime.accuracy(torch.stack(one_by_one), labels)
     assert results["runs"][0]["top1"] == pytest.approx(expected["top1"])
     assert results["runs"][0]["views"] == "2x3"
     assert json.loads((workdir / "views.json").read_text()) == json.loads(json.dumps(results))
@@ -146,7 +148,7 @@ def test_single_video_prints_classes_and_units(workdir, checkpoint, capsys):
     video = clips(workdir)[0]
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--video", str(video), "--top-units", "3"))
     printed = capsys.readouterr().out
-    class_names = train.load_checkpoint(checkpoint)["class_names"]
+    class_names = runtime.load_checkpoint(checkpoint)["class_names"]
     assert len(results["classes"]) == min(5, len(class_names))
     probabilities = [c["probability"] for c in results["classes"]]
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
@@ -170,7 +172,7 @@ def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
     """Each error is a single line that names the argument or file at fault."""
     clip_state = tmp_path / "clip_state.pt"
     torch.save({"visual.proj": torch.zeros(1)}, clip_state)
-    ckpt = train.load_checkpoint(checkpoint)
+    ckpt = runtime.load_checkpoint(checkpoint)
     ckpt["args"] = dict(ckpt["args"], decoder_layers=0, mra_layers=0)
     other_model = tmp_path / "other_model.pt"
     torch.save(ckpt, other_model)

@@ -1,0 +1,284 @@
+"""What train.py and eval.py share at run time: processes, device and precision, prediction, files, one-line errors.
+
+Not a part of the paper: the machinery around it, kept in one place so that the two entry points read as peers.
+It imports no other file of this project (they import it).
+
+- Processes: `launch(fn, args)` runs fn(args, device) in this process, in `--gpus N` spawned processes (NCCL on
+  CUDA, gloo with `--device cpu`), or in the torchrun group whose RANK / WORLD_SIZE / LOCAL_RANK are set.
+- Device and precision: `resolve_device`, `resolve_amp`, `default_workers`, `autocast`.
+- Prediction: `predict(model, dataset, ...)` -> probabilities (N, C) and labels (N,) gathered over ranks;
+  `accuracy(probs, labels)` -> top-1, top-5, mean per-class top-1.
+- Files: `atomic_write(path)` (temporary file, then rename), `save_checkpoint`, `load_checkpoint`.
+- Errors a user can fix end in one line on stderr, no traceback: `fail(message)`, `one_line_errors()`.
+- DATASET_DEFAULTS: the per-dataset defaults of both command lines (DESIGN.md, "Per-dataset defaults").
+"""
+import argparse
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from tqdm import tqdm
+
+DATASETS = ("k400", "ucf101", "hmdb51", "list", "synthetic")   # the layouts of data.py, in --help order
+
+# A flag left unset takes its value from here. "list" files are usually Kinetics-like, so they share its column.
+_KINETICS = dict(clip="ViT-B/16", frames=8, size=224, lr=8e-6, epochs=30, warmup_epochs=5, batch_size=256,
+                 per_gpu_batch=8, views="4x3")
+_FEW_SHOT = dict(clip="ViT-B/16", frames=32, size=224, lr=2e-6, epochs=50, warmup_epochs=5, batch_size=64,
+                 per_gpu_batch=4, views="1x1")
+DATASET_DEFAULTS = {
+    "k400": _KINETICS,
+    "list": _KINETICS,
+    "ucf101": _FEW_SHOT,
+    "hmdb51": _FEW_SHOT,
+    "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, epochs=20, warmup_epochs=1, batch_size=16,
+                      per_gpu_batch=16, views="1x1"),
+}
+
+
+def defaults_help(key):
+    """'k400 8, ucf101 32, ...' for a help line, from the table above."""
+    return ", ".join(f"{name} {DATASET_DEFAULTS[name][key]}" for name in DATASETS)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One-line errors and help
+
+def fail(message):
+    """End the program with one clear line on stderr and exit status 1 (no traceback)."""
+    raise SystemExit(f"error: {message}")
+
+
+@contextlib.contextmanager
+def one_line_errors(prefix=""):
+    """Turn the ValueError / OSError that the components raise for bad input (their messages name the argument,
+    file and line) into fail(). Wrap only calls whose errors are the user's to fix."""
+    try:
+        yield
+    except (OSError, ValueError) as e:
+        fail(prefix + (str(e).splitlines()[0] if str(e) else type(e).__name__))
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends '(default: X)' to a help line unless the line itself says what the default is."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def argument_parser(prog, description):
+    """An ArgumentParser whose own errors (unknown choice, bad number) are one line too, not usage + error."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    parser.error = lambda message: fail(f"{prog}: {message}")
+    return parser
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Files
+
+@contextlib.contextmanager
+def atomic_write(path, mode="wb"):
+    """Open a temporary file beside `path`; when the block ends without error it is synced and renamed over `path`,
+    so a reader (or a crash mid-write) sees the old file or the new one, never a part. The temporary name carries
+    the process id, so processes writing the same file at once do not write into one temporary file."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)   # still there only when the block failed
+
+
+def write_text_atomic(path, text):
+    with atomic_write(path, "w") as file:
+        file.write(text)
+
+
+def save_checkpoint(state, path):
+    with atomic_write(path) as file:
+        torch.save(state, file)
+
+
+def load_checkpoint(path):
+    """A train.py checkpoint as a dict; anything else ends with one line naming the file."""
+    if not Path(path).is_file():
+        fail(f"checkpoint {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or pickled objects we do not load
+        fail(f"checkpoint {path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+    if not isinstance(state, dict) or not {"model", "args", "class_names"} <= state.keys():
+        fail(f"checkpoint {path}: not written by train.py (needs the keys model, args, class_names)")
+    return state
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Device and precision
+
+def resolve_device(args):
+    """Pick the device and check --gpus against the machine; sets args.device."""
+    under_torchrun = "WORLD_SIZE" in os.environ
+    gpus_present = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if args.gpus < 1:
+        fail(f"--gpus {args.gpus}: must be at least 1")
+    if args.device is None:
+        if gpus_present == 0 and args.gpus > 1 and not under_torchrun:
+            fail(f"--gpus {args.gpus}: this machine has no GPU (add --device cpu to run {args.gpus} CPU processes)")
+        args.device = "cuda" if gpus_present else "cpu"
+    if args.device == "cuda":
+        if gpus_present == 0:
+            fail("--device cuda: no CUDA GPU is present")
+        if not under_torchrun and args.gpus > gpus_present:
+            fail(f"--gpus {args.gpus}: only {gpus_present} GPU(s) present")
+
+
+def resolve_amp(args):
+    """bf16 where the hardware computes in it. On a CPU without native bf16 (AVX512-BF16 / AMX) bf16 matrix
+    products are emulated and far slower than fp32, so there the default is off."""
+    if args.amp is None:
+        if args.device == "cuda":
+            args.amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            args.amp = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
+
+
+def default_workers(device):
+    """8 per GPU; on a CPU the workers take cores from the model's threads, so none on a small machine."""
+    return 8 if device == "cuda" else (os.cpu_count() or 1) // 4
+
+
+def autocast(device, amp):
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Processes: one, spawned (--gpus N), or joined (torchrun)
+
+def rank_and_world():
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_in_group(fn, args, rank, world_size, local_rank, init_method):
+    if args.device == "cuda":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+        # Processes on a CPU share its cores; oversubscribed threads make every process slower.
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    dist.init_process_group("nccl" if args.device == "cuda" else "gloo", init_method=init_method,
+                            rank=rank, world_size=world_size)
+    try:
+        result = fn(args, device)
+        # Leave together, so that no rank closes its connections while another (rank 0, still writing the last
+        # checkpoint) holds them open: an unannounced close is one way for gloo to abort the other process.
+        dist.barrier()
+        return result
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawned(rank, fn, args, port):
+    _run_in_group(fn, args, rank, args.gpus, rank, f"tcp://127.0.0.1:{port}")
+
+
+def launch(fn, args):
+    """Run fn(args, device) in one process, in --gpus spawned processes, or in the torchrun group we are part of.
+    Returns fn's result when it ran in this process (None after spawning)."""
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        return _run_in_group(fn, args, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                             int(os.environ.get("LOCAL_RANK", 0)), "env://")
+    if args.gpus > 1:
+        try:
+            mp.spawn(_spawned, args=(fn, args, _free_port()), nprocs=args.gpus)
+        except mp.ProcessExitedException as e:
+            if e.exit_code and e.exit_code > 0:  # the worker ended through fail(): its one line is above
+                raise SystemExit(e.exit_code) from None
+            fail(f"worker process {e.error_index} died: {e}")
+        return None
+    device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
+    return fn(args, device)
+
+
+@contextlib.contextmanager
+def rank_zero_first():
+    """Rank 0 runs the body first (generating synthetic data, filling caches), then the others."""
+    rank, world_size = rank_and_world()
+    if rank != 0:
+        dist.barrier()
+    yield
+    if rank == 0 and world_size > 1:
+        dist.barrier()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Prediction
+
+@torch.no_grad()
+def predict(model, dataset, device, amp, batch_size, workers=0, progress=False):
+    """Class probabilities of every sample, on every rank: (probs (N, C), labels (N,), replaced count).
+
+    Multi-view items (V, T, 3, S, S) are scored one view at a time and the softmax probabilities averaged over
+    the views (our reading of "multi-view averaging"; averaging logits is the other common choice)."""
+    model.eval()
+    rank, world_size = rank_and_world()
+    indices = list(range(rank, len(dataset), world_size))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
+                                         pin_memory=device.type == "cuda")
+    probs, labels, replaced = [], [], 0
+    for videos, batch_labels, batch_replaced in tqdm(loader, desc="eval", disable=not progress or rank != 0,
+                                                     leave=False):
+        videos = videos.to(device, non_blocking=True)
+        if videos.dim() == 5:                                                # (B, T, 3, S, S): one view
+            videos = videos[:, None]
+        view_probs = 0
+        for v in range(videos.shape[1]):
+            with autocast(device, amp):
+                logits = model(videos[:, v])                                 # (B, C)
+            view_probs = view_probs + logits.float().softmax(-1)
+        probs.append((view_probs / videos.shape[1]).cpu())
+        labels.append(batch_labels)
+        replaced += int(batch_replaced.sum())
+    probs = torch.cat(probs) if probs else torch.zeros(0, 0)
+    labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+    if world_size == 1:
+        return probs, labels, replaced
+    gathered = [None] * world_size
+    dist.all_gather_object(gathered, (indices, probs, labels, replaced))
+    order = torch.tensor([i for part in gathered for i in part[0]]).argsort()
+    all_probs = torch.cat([part[1] for part in gathered if len(part[0])])[order]
+    all_labels = torch.cat([part[2] for part in gathered if len(part[0])])[order]
+    return all_probs, all_labels, sum(part[3] for part in gathered)
+
+
+def accuracy(probs, labels):
+    """top-1, top-5 and mean per-class top-1 (over the classes that have samples)."""
+    if len(labels) == 0:
+        return {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan")}
+    top5 = probs.topk(min(5, probs.shape[1]), dim=1).indices                    # (N, 5)
+    correct1 = top5[:, 0] == labels
+    per_class = [correct1[labels == c].float().mean() for c in labels.unique()]
+    return {"top1": correct1.float().mean().item(),
+            "top5": (top5 == labels[:, None]).any(1).float().mean().item(),
+            "mean_class": torch.stack(per_class).mean().item()}

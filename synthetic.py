@@ -1,0 +1,377 @@
+"""The embedded default's data: stick-figure videos rendered with numpy and written as H.264 mp4 through PyAV.
+
+Not part of the paper: a stand-in for Kinetics that a CPU trains on in minutes. The clips are real video files
+with list files (the "list" layout of data.py), so they go through exactly the reading code real data takes.
+Class names combine units of the four SU kinds: body parts (arms, legs), motions, objects (ball, chair) and scenes
+(park, beach, room, street).
+
+In:  make_synthetic(root, num_classes=8, ...): a folder to fill (skipped when it holds a set with these settings).
+Out: root/videos/<class>/{train,val}_<k>.mp4 ((T, S, S) frames, T = 28..36, S = 128, 16 fps), train.txt, val.txt,
+     labels.txt and synthetic.json (the settings; written last, so a set is complete only when it is there).
+     synthetic_class_names(n) -> the first n class names; write_video(path, frames (T, H, W, 3) uint8).
+"""
+import json
+import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+try:
+    import fcntl   # POSIX: the lock that lets one of several DDP ranks render while the others wait
+except ImportError:
+    fcntl = None
+
+import av
+import numpy as np
+
+# The embedded default: a stick figure rendered with numpy and written as H.264 mp4, so it takes the path of real
+# data. Class names combine units of the four kinds: body parts (arms, legs), motions, objects (ball, chair) and
+# scenes (park, beach, room, street). Each scene holds two of the default classes and one motion (bouncing a ball)
+# happens in two scenes, so neither the scene alone nor the motion alone names the class.
+
+CLASSES = (   # (class name, motion, scene); the first `num_classes` are used (default 8)
+    ("walking in the park", "walk", "park"),
+    ("sitting down on a chair in the room", "sit_down", "room"),
+    ("waving arms on the beach", "wave", "beach"),
+    ("kicking a ball with one leg in the park", "kick", "park"),
+    ("throwing a ball on the beach", "throw", "beach"),
+    ("jumping with both legs in the street", "jump", "street"),
+    ("bouncing a ball in the room", "bounce", "room"),
+    ("bouncing a ball in the street", "bounce", "street"),
+    # beyond the default 8: standing up is sitting down played backwards, which a model can only tell apart
+    # from frame order (mean pooling cannot); a random-init tiny model does not learn that in a few minutes
+    ("standing up from a chair in the room", "stand_up", "room"),
+    ("waving arms in the street", "wave", "street"),
+    ("kicking a ball with one leg on the beach", "kick", "beach"),
+    ("jumping with both legs in the park", "jump", "park"),
+)
+CROP_SCALE = (0.7, 1.0)   # our choice: a crop of 40% of the area could cut the figure out
+# our choice: no colour jitter, as the renderer already draws each clip in its own colours and noise; on this set
+# jitter and grayscale would double the time it takes to load a training clip
+COLOUR = False
+VERSION = 4   # bump when the renderer changes, so cached sets are regenerated
+
+
+def synthetic_class_names(num_classes=8):
+    if not 1 <= num_classes <= len(CLASSES):
+        raise ValueError(f"num_classes {num_classes}: the synthetic set has 1..{len(CLASSES)} classes")
+    return [name for name, _, _ in CLASSES[:num_classes]]
+
+
+def _jitter(color, rng, amount=18):
+    return np.clip(np.asarray(color) + rng.uniform(-amount, amount, 3), 0, 255)
+
+
+def _scene(kind, size, rng):
+    """Background (size, size, 3) float32 and the y of the ground line. Scenes differ in layout and texture, not
+    only colour, so they survive colour jitter and grayscale."""
+    image = np.empty((size, size, 3), np.float32)
+    y = np.arange(size)[:, None]
+    x = np.arange(size)[None, :]
+    if kind == "park":      # sky, mown grass in stripes, a tree
+        horizon = int(size * rng.uniform(0.38, 0.48))
+        image[:] = _jitter((125, 185, 235), rng)
+        grass = _jitter((70, 150, 60), rng)
+        image[horizon:] = grass
+        image[horizon:][((y[horizon:] // max(2, size // 16)) % 2 == 0)[:, 0]] = grass * 0.8
+        tree_x = int(rng.uniform(0.1, 0.9) * size)
+        image[int(horizon * 0.6):horizon + 2, tree_x - size // 40 - 1:tree_x + size // 40 + 1] = (100, 70, 40)
+        image[(y - horizon * 0.5) ** 2 + (x - tree_x) ** 2 < (size * 0.1) ** 2] = _jitter((40, 110, 40), rng)
+    elif kind == "beach":   # sky, sea with wave lines, dotted sand
+        sea, sand = int(size * rng.uniform(0.28, 0.34)), int(size * rng.uniform(0.48, 0.55))
+        image[:] = _jitter((160, 205, 240), rng)
+        image[sea:sand] = _jitter((40, 100, 185), rng)
+        waves = (sea < y) & (y < sand) & (((y - sea) % max(3, size // 20)) == 0) & ((x // 6) % 3 != 0)
+        image[waves] = (235, 240, 250)
+        image[sand:] = _jitter((225, 205, 150), rng)
+        image[(y >= sand) & ((x * 7 + y * 13) % 23 == 0)] = (150, 130, 90)
+    elif kind == "room":    # striped wallpaper, a window, wooden floor planks
+        floor = int(size * rng.uniform(0.6, 0.68))
+        wall = _jitter((205, 190, 165), rng)
+        image[:] = wall
+        image[:, (x[0] // max(3, size // 12)) % 2 == 0] = wall * 0.88
+        wx, wy, ww = int(rng.uniform(0.1, 0.6) * size), int(size * 0.12), int(size * 0.3)
+        image[wy:wy + ww, wx:wx + ww] = (90, 90, 90)
+        image[wy + 2:wy + ww - 2, wx + 2:wx + ww - 2] = _jitter((170, 215, 245), rng)
+        image[wy + ww // 2 - 1:wy + ww // 2 + 1, wx:wx + ww] = (90, 90, 90)
+        image[wy:wy + ww, wx + ww // 2 - 1:wx + ww // 2 + 1] = (90, 90, 90)
+        image[floor:] = _jitter((140, 95, 60), rng)
+        image[floor:][(((y[floor:] - floor) % max(3, size // 14)) == 0)[:, 0]] = (95, 60, 35)
+    else:                   # street: buildings with lit windows, asphalt with a dashed lane line
+        road = int(size * rng.uniform(0.55, 0.62))
+        image[:] = _jitter((185, 185, 195), rng)
+        image[int(size * 0.1):road] = _jitter((95, 80, 80), rng)
+        lit = (y > size * 0.14) & (y < road - 4) & (y % 10 < 5) & (x % 9 < 4)
+        image[lit] = _jitter((240, 215, 110), rng)
+        image[road:] = _jitter((75, 75, 80), rng)
+        lane = int((road + size) / 2)
+        image[lane - 1:lane + 1, ((x[0] // 10) % 2) == 0] = (240, 240, 240)
+    ground = size * rng.uniform(0.84, 0.92)
+    return image, ground
+
+
+def _draw_segments(image, segments, color):
+    """Draws thick lines (x0, y0, x1, y1, radius) in one colour; a segment with equal ends is a disk. Works on the
+    bounding box of all of them at once, which is what keeps rendering fast."""
+    segments = np.asarray(segments, np.float32)                                  # (K, 5)
+    x0s, y0s, x1s, y1s, radii = segments.T
+    size, pad = image.shape[0], radii.max() + 1
+    left, right = max(0, int(min(x0s.min(), x1s.min()) - pad)), min(size, int(max(x0s.max(), x1s.max()) + pad) + 1)
+    top, bottom = max(0, int(min(y0s.min(), y1s.min()) - pad)), min(size, int(max(y0s.max(), y1s.max()) + pad) + 1)
+    if left >= right or top >= bottom:
+        return
+    ys, xs = np.mgrid[top:bottom, left:right].astype(np.float32)                # (h, w) each
+    x0s, y0s, radii = x0s[:, None, None], y0s[:, None, None], radii[:, None, None]
+    dx, dy = x1s[:, None, None] - x0s, y1s[:, None, None] - y0s                  # (K, 1, 1)
+    t = np.clip(((xs - x0s) * dx + (ys - y0s) * dy) / np.maximum(dx * dx + dy * dy, 1e-6), 0, 1)   # (K, h, w)
+    inside = ((xs - x0s - t * dx) ** 2 + (ys - y0s - t * dy) ** 2 <= radii ** 2).any(0)          # (h, w)
+    image[top:bottom, left:right][inside] = color
+
+
+def _smooth(u):
+    u = min(max(u, 0.0), 1.0)
+    return u * u * (3 - 2 * u)
+
+
+def _pose(motion, u, p):
+    """Figure pose at clip time u in [0, 1]: (hip x, hip y, lean, arms, legs, ball or None).
+    Angles in radians from straight down, positive = towards where the figure faces; arms and legs are
+    ((upper, lower), (upper, lower)), absolute angles. Sizes come from p (per-clip parameters)."""
+    thigh, shin, ground, x = p["thigh"], p["shin"], p["ground"], p["x"]
+    stand = ground - thigh - shin
+    arms, legs, lean, ball = ((0.15, 0.3), (-0.15, 0.1)), ((0.12, 0.05), (-0.12, -0.15)), 0.05, None
+    if motion == "walk":
+        phase = 2 * math.pi * p["cycles"] * u + p["phase"]
+        swing = 0.55 * math.sin(phase)
+        legs = ((swing, swing - 0.5 * max(0.0, -math.cos(phase))), (-swing, -swing - 0.5 * max(0.0, math.cos(phase))))
+        arms = ((-0.8 * swing, -0.8 * swing + 0.35), (0.8 * swing, 0.8 * swing + 0.35))
+        x, lean = x + p["facing"] * p["travel"] * (u - 0.5), 0.22
+        stand += 1.5 * abs(math.sin(phase))
+    elif motion in ("sit_down", "stand_up"):
+        s = _smooth((u - p["onset"]) / p["duration"])
+        s = s if motion == "sit_down" else 1 - s     # standing up is sitting down with time reversed
+        angle = s * math.pi / 2                      # thighs rotate to horizontal, feet stay put
+        x -= p["facing"] * thigh * math.sin(angle)
+        stand = ground - shin - thigh * math.cos(angle)
+        legs = ((angle, 0.0), (angle - 0.08, -0.08))
+        lean = 0.05 + 0.6 * math.sin(math.pi * s)
+        reach = math.sin(math.pi * s)              # arms go forward for balance, then rest on the knees
+        arms = ((0.3 + 0.7 * reach, 0.8 + 0.6 * s), (0.2 + 0.6 * reach, 0.7 + 0.6 * s))
+    elif motion == "wave":
+        swing = 0.7 * math.sin(2 * math.pi * p["cycles"] * u + p["phase"])
+        arms = ((2.6, 2.6 + swing), (-2.6, -2.6 + swing))
+    elif motion == "kick":
+        t = (u - p["onset"]) / 0.3                   # back swing, kick, return
+        if 0 < t < 0.4:
+            angle = -0.7 * math.sin(math.pi * t / 0.4)
+        elif 0.4 <= t < 1:
+            angle = 1.4 * math.sin(math.pi * (t - 0.4) / 0.6)
+        else:
+            angle = 0.0
+        legs = ((angle, angle - 0.4 * (angle < 0)), (-0.12, -0.12))
+        arms = ((-0.5 * angle, -0.5 * angle + 0.3), (0.4 * angle, 0.4 * angle + 0.3))
+        contact = p["onset"] + 0.3 * 0.55
+        start = x + p["facing"] * (thigh * 0.25 + shin * 0.5 + p["ball"])
+        flight = max(0.0, u - contact)
+        ball = (start + p["facing"] * p["speed"] * flight, ground - p["ball"] - 25 * flight * max(0.0, 0.5 - flight))
+    elif motion == "throw":
+        t = (u - p["onset"]) / 0.35                  # wind back, swing over the top, follow through
+        if t < 0.5:
+            angle = 0.3 - 2.6 * _smooth(t / 0.5)
+        elif t < 0.8:
+            angle = -2.3 + 4.2 * _smooth((t - 0.5) / 0.3)
+        else:
+            angle = 1.9 - 1.2 * _smooth((t - 0.8) / 0.2)
+        arms = ((angle, angle + 0.2), (0.6, 0.9))
+        legs = ((0.3, 0.25), (-0.3, -0.3))
+        release = p["onset"] + 0.35 * 0.72
+        if u < release:
+            neck_y = stand - p["torso"]
+            ball = (x + p["facing"] * (p["upper"] + p["lower"]) * math.sin(angle),
+                    neck_y + (p["upper"] + p["lower"]) * math.cos(angle))
+        else:
+            flight = u - release
+            ball = (x + p["facing"] * (p["upper"] * 0.7 + p["speed"] * flight),
+                    stand - p["torso"] - p["upper"] - p["speed"] * flight * (1.2 - 3.0 * flight))
+    elif motion == "jump":
+        height = abs(math.sin(math.pi * p["cycles"] * u + p["phase"]))
+        crouch = max(0.0, 1 - 3 * height)
+        legs = ((0.9 * crouch, -0.6 * crouch), (0.8 * crouch, -0.7 * crouch))
+        stand += thigh * (1 - math.cos(0.9 * crouch)) - p["hop"] * height
+        # arms swing forward, never overhead: a jump must not look like "waving arms" frozen mid-air
+        arms = ((0.3 + 1.1 * height, 0.5 + 1.1 * height), (0.1 + 1.1 * height, 0.3 + 1.1 * height))
+    elif motion == "bounce":
+        height = abs(math.cos(math.pi * p["cycles"] * u + p["phase"]))
+        hand_y = stand - p["torso"] + p["upper"] + p["lower"] * 0.5 + 6 * (1 - height)
+        hand_x = x + p["facing"] * (p["upper"] * 0.6 + p["lower"] * 0.6)
+        arms = ((0.7, 1.2 - 0.5 * (1 - height)), (-0.1, 0.2))
+        ball = (hand_x + p["facing"] * 2, hand_y + p["ball"] + (ground - 2 * p["ball"] - hand_y) * (1 - height))
+    return x, stand, lean, arms, legs, ball
+
+
+def _render_clip(motion, scene, num_frames, size, rng):
+    """One clip: (num_frames, size, size, 3) uint8."""
+    background, ground = _scene(scene, size, rng)
+    # our choice: a figure about two thirds of the frame tall with thick limbs, so that a tiny ViT trained from
+    # scratch with 16-pixel patches can see its pose within the embedded default's few minutes
+    scale = size / 128 * rng.uniform(1.25, 1.5)
+    facing = rng.choice([-1, 1])
+    p = dict(thigh=14 * scale, shin=13 * scale, torso=20 * scale, upper=11 * scale, lower=10 * scale,
+             head=5.5 * scale, ball=7 * scale, ground=ground, facing=facing, phase=rng.uniform(0, 2 * math.pi),
+             cycles=rng.uniform(1.5, 2.5), travel=size * rng.uniform(0.45, 0.6), onset=rng.uniform(0.1, 0.3),
+             duration=rng.uniform(0.3, 0.45), hop=size * rng.uniform(0.08, 0.14), speed=size * rng.uniform(0.5, 0.8))
+    p["x"] = size * rng.uniform(0.35, 0.65) if motion == "walk" else size * rng.uniform(0.25, 0.75)
+    if motion in ("wave", "bounce"):
+        p["cycles"] = rng.uniform(2.0, 3.5)
+    if motion in ("kick", "throw"):
+        p["x"] = size * (0.5 - 0.25 * facing + rng.uniform(-0.08, 0.08))   # room in front for the ball
+        p["onset"] = rng.uniform(0.15, 0.35)
+    figure = _jitter([(25, 25, 25), (190, 30, 30), (30, 40, 170), (245, 245, 245)][rng.integers(4)], rng, 25)
+    ball_color = _jitter([(230, 60, 20), (250, 220, 30), (240, 240, 240)][rng.integers(3)], rng, 15)
+    radius = max(1.2, 2.8 * scale)
+    noise = rng.standard_normal((2, size + 16, size + 16, 3)).astype(np.float32) * rng.uniform(2, 6)
+    if motion in ("sit_down", "stand_up"):   # the chair stands where the hips end up
+        seat_x, seat_y = p["x"] - facing * p["thigh"], ground - p["shin"] + radius
+        back, half = seat_x - facing * p["thigh"] * 0.6, p["thigh"] * 0.6
+        _draw_segments(background, [(seat_x - half, seat_y, seat_x + half, seat_y, radius),
+                                    (back, seat_y, back, seat_y - p["torso"] * 0.9, radius),
+                                    (seat_x - half * 0.8, seat_y, seat_x - half * 0.8, ground, radius * 0.8),
+                                    (seat_x + half * 0.8, seat_y, seat_x + half * 0.8, ground, radius * 0.8)],
+                       _jitter((60, 60, 70), rng, 20))
+    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    for i in range(num_frames):
+        x, hip_y, lean, arms, legs, ball = _pose(motion, i / (num_frames - 1), p)
+        neck = (x + facing * p["torso"] * math.sin(lean), hip_y - p["torso"] * math.cos(lean))
+        head = (neck[0] + facing * (p["head"] + 1) * math.sin(lean), neck[1] - (p["head"] + 1) * math.cos(lean))
+        segments = [(x, hip_y, *neck, radius * 1.3), (*head, *head, p["head"]),
+                    (*head, head[0] + facing * (p["head"] + 3 * scale), head[1] + 1, radius * 0.8)]   # nose
+        for (a, b), start, first, second in ((legs[0], (x, hip_y), p["thigh"], p["shin"]),
+                                             (legs[1], (x, hip_y), p["thigh"], p["shin"]),
+                                             (arms[0], neck, p["upper"], p["lower"]),
+                                             (arms[1], neck, p["upper"], p["lower"])):
+            joint = (start[0] + facing * first * math.sin(a), start[1] + first * math.cos(a))
+            end = (joint[0] + facing * second * math.sin(b), joint[1] + second * math.cos(b))
+            segments += [(*start, *joint, radius), (*joint, *end, radius)]
+        image = background.copy()
+        _draw_segments(image, segments, figure)
+        if ball is not None:
+            _draw_segments(image, [(*ball, *ball, p["ball"])], ball_color)
+        k, dy, dx = rng.integers(2), rng.integers(16), rng.integers(16)
+        image += noise[k, dy:dy + size, dx:dx + size]
+        frames[i] = np.clip(image, 0, 255)
+    return frames
+
+
+def rgb_to_yuv420p(image):
+    """(H, W, 3) uint8 RGB, H and W even -> (3H/2, W) uint8 planar YUV 4:2:0 (BT.601, limited range: Y, then U and
+    V at half resolution), in integer arithmetic, so the same on every CPU (swscale's SIMD paths need not be)."""
+    r, g, b = (image[..., c].astype(np.int32) for c in range(3))
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128
+    v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128
+    height, width = y.shape
+
+    def half(plane):   # the mean of each 2 x 2 block, rounded
+        return (plane.reshape(height // 2, 2, width // 2, 2).sum(axis=(1, 3)) + 2) >> 2
+
+    chroma = np.concatenate([half(u), half(v)]).reshape(height // 2, width)   # U rows, then V rows
+    return np.concatenate([y, chroma]).astype(np.uint8)                        # (3H/2, W)
+
+
+# x264 with one thread, and without its macroblock-tree rate control: with mbtree (x264's default) the same frames
+# gave different bytes from one encode to the next, 5 distinct files out of 10 on short clips, and which ones
+# depended on what the process had encoded before, as if it read memory it had not set; with mbtree=0, 0 of 192
+# encodes differed. Bytes then depend only on the frames, and x264 computes the same on every CPU.
+ENCODER_OPTIONS = {"preset": "veryfast", "crf": "23", "threads": "1", "x264-params": "mbtree=0"}
+
+
+def write_video(path, frames, fps=16, codec="libx264", options=None):
+    """Writes (T, H, W, 3) uint8 frames as a video (H.264 mp4 by default) through PyAV. With the default options
+    and even H and W, the file's bytes depend only on the frames (ENCODER_OPTIONS, rgb_to_yuv420p)."""
+    height, width = frames.shape[1:3]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.height, stream.width = height, width
+        stream.pix_fmt = "yuv420p"
+        stream.options = dict(ENCODER_OPTIONS if options is None else options)
+        for index, image in enumerate(frames):
+            if height % 2 or width % 2:   # odd sizes: PyAV converts
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            else:
+                frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(image), format="yuv420p")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def _make_clip(job):
+    path, motion, scene, num_frames, size, seed_sequence = job
+    rng = np.random.default_rng(seed_sequence)
+    length = num_frames + int(rng.integers(-4, 5))   # per-clip duration variation
+    write_video(path, _render_clip(motion, scene, length, size, rng))
+
+
+def _settings_of(root):
+    """The settings a set under `root` was made with (so a set made with, say, num_classes=9 is kept as it is),
+    without the renderer version; {} (the defaults) where there is no complete set."""
+    marker = Path(root) / "synthetic.json"
+    try:
+        settings = json.loads(marker.read_text())
+        settings.pop("version")
+        return settings
+    except (OSError, ValueError, KeyError, AttributeError):
+        return {}
+
+
+def ensure_synthetic(root):
+    """The set under `root`, rendered on first use (default settings), and rendered again with its own settings
+    when the renderer has changed since it was made."""
+    make_synthetic(root, **_settings_of(root))
+
+
+def make_synthetic(root, num_classes=8, videos_per_class=60, val_fraction=0.2, seed=0, num_frames=32, size=128,
+                   workers=None):
+    """Renders the synthetic set into `root` (default size: 8 classes x 60 clips = 48 train + 12 val each, 28..36
+    frames of 128 x 128 at 16 fps, H.264) with videos/<class>/<split>_<k>.mp4, train.txt, val.txt, labels.txt.
+    Deterministic from `seed`. Skips the work when `root` already holds a complete set with the same parameters
+    (synthetic.json, written last)."""
+    root = Path(root)
+    settings = dict(version=VERSION, num_classes=num_classes, videos_per_class=videos_per_class,
+                    val_fraction=val_fraction, seed=seed, num_frames=num_frames, size=size)
+    marker = root / "synthetic.json"
+    class_names = synthetic_class_names(num_classes)
+
+    def complete():
+        return marker.is_file() and json.loads(marker.read_text()) == settings
+
+    if complete():
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        if fcntl is not None:   # several DDP ranks may get here at once: one renders, the others wait and find it done
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if complete():
+            return
+        marker.unlink(missing_ok=True)
+        num_val = max(1, round(videos_per_class * val_fraction))
+        jobs, lists = [], {"train": [], "val": []}
+        for label, (name, motion, scene) in enumerate(CLASSES[:num_classes]):
+            folder = root / "videos" / name.replace(" ", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(videos_per_class):
+                split = "val" if k < num_val else "train"
+                relative = f"videos/{folder.name}/{split}_{k:03d}.mp4"
+                lists[split].append(f"{relative} {label}\n")
+                jobs.append((str(root / relative), motion, scene, num_frames, size, [seed, label, k]))
+        workers = workers or min(8, os.cpu_count() or 1)
+        if workers > 1 and not multiprocessing.current_process().daemon:   # daemons may not have children
+            with ProcessPoolExecutor(workers) as pool:
+                list(pool.map(_make_clip, jobs, chunksize=4))
+        else:
+            for job in jobs:
+                _make_clip(job)
+        for split, lines in lists.items():
+            (root / f"{split}.txt").write_text("".join(lines))
+        (root / "labels.txt").write_text("".join(name + "\n" for name in class_names))
+        marker.write_text(json.dumps(settings))
