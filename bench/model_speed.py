@@ -43,17 +43,16 @@ from mra import MultiRegionViT  # noqa: E402
 
 CONFIGS = ["baseline", "mra", "asu"]
 TARGETS = {"mra": 1.08, "asu": 1.15}
-LABELS = ROOT.parent / "shared" / "data" / "labels" / "kinetics400.txt"
 
 
-def build_models(text_layers):
+def build_models(text_layers, labels=None):
     """ViT-B/16-shaped CLIP (random weights) and the MRA and ASU built on it (Kinetics-400 class names)."""
     torch.manual_seed(0)
     clip = clip_vit.CLIP(embed_dim=512, image_resolution=224, vision_layers=12, vision_width=768, vision_patch_size=16,
                          context_length=77, vocab_size=49408, transformer_width=512, transformer_heads=8,
                          transformer_layers=text_layers)
-    if LABELS.is_file():
-        class_names = [line.strip() for line in LABELS.read_text().splitlines() if line.strip()]
+    if labels is not None:   # e.g. Kinetics-400's class list: its SU bank is the real one
+        class_names = [line.strip() for line in Path(labels).read_text().splitlines() if line.strip()]
     else:
         class_names = [f"action number {i}" for i in range(400)]
     asu = ASU(clip, class_names)
@@ -97,7 +96,7 @@ def status_mib(field):
 
 def measure_memory(config, args):
     """In the child: peak resident memory of one training step, above the resident size with the models built."""
-    clip, mra, asu = build_models(args.text_layers)
+    clip, mra, asu = build_models(args.text_layers, args.labels)
     videos = torch.randn(args.batch, args.frames, 3, args.size, args.size)
     labels = torch.zeros(args.batch, dtype=torch.long)
     with open("/proc/self/clear_refs", "w") as f:
@@ -114,6 +113,8 @@ def count(parameters):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=8, help="frames per video (default 8)")
+    parser.add_argument("--labels", default=None,
+                        help="class list, one name a line, e.g. Kinetics-400's (default: 400 stand-in names)")
     parser.add_argument("--size", type=int, default=224, help="frame size in pixels (default 224)")
     parser.add_argument("--batch", type=int, default=1, help="videos per step (default 1)")
     parser.add_argument("--amp", choices=["bf16", "off"], default="bf16", help="CPU autocast dtype (default bf16)")
@@ -129,7 +130,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, load average {os.getloadavg()[0]:.1f}; "
           f"ViT-B/16, {args.batch} x {args.frames} x {args.size} px, amp {args.amp}")
-    clip, mra, asu = build_models(args.text_layers)
+    clip, mra, asu = build_models(args.text_layers, args.labels)
     videos = torch.randn(args.batch, args.frames, 3, args.size, args.size)
     labels = torch.zeros(args.batch, dtype=torch.long)
 

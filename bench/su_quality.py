@@ -1,13 +1,14 @@
 """Quality of the rule-based semantic units (semantic_units.py) against handwritten gold sets.
 
-Prints micro precision and recall on the gold set of tests/test_semantic_units.py (44 classes drawn at random from
-Kinetics-400, UCF-101 and HMDB-51) and on its held-out set (20 action names from elsewhere), the misses and the
-extra units per class, and the per-kind SU bank sizes of the three datasets (when ../shared/data/labels exists).
+Prints micro precision and recall on the three gold files of tests/su_gold/: gold.txt (44 classes drawn at random
+from Kinetics-400, UCF-101 and HMDB-51), held_out.txt (20 action names from elsewhere) and held_out_k700.txt (50
+Kinetics-700 classes that are in neither Kinetics-400 nor Kinetics-600), with the extra units and the missed groups
+per class, then (with --labels DIR: a folder holding kinetics400.txt, ucf101.txt and hmdb51.txt, one class name a
+line) the per-kind SU bank sizes of the three datasets.
 
-    python bench/su_quality.py [--details]
+    python bench/su_quality.py [--details] [--labels DIR]
 """
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -16,35 +17,28 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import semantic_units as su  # noqa: E402
 
-LABELS = REPO.parent / "shared" / "data" / "labels"
+GOLD = REPO / "tests" / "su_gold"
+GOLD_SETS = (("gold (Kinetics-400, UCF-101, HMDB-51)", "gold.txt"), ("held-out (other sources)", "held_out.txt"),
+             ("held-out (Kinetics-700 only)", "held_out_k700.txt"))
 
 
-def load_gold():
-    """The gold sets live in the test file, so the test and this script score the same thing."""
-    spec = importlib.util.spec_from_file_location("test_semantic_units", REPO / "tests" / "test_semantic_units.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--details", action="store_true", help="list every class, not only those with errors")
-    args = parser.parse_args()
-    gold = load_gold()
-    for title, gold_set in (("gold (Kinetics-400, UCF-101, HMDB-51)", gold.GOLD), ("held-out (other sources)",
-                                                                                  gold.HELD_OUT)):
-        precision, recall, details = gold.score_gold(gold_set)
-        print(f"{title}: {len(gold_set)} classes  precision {precision:.3f}  recall {recall:.3f}")
+def print_gold_scores(show_all):
+    for title, file_name in GOLD_SETS:
+        gold = su.read_gold(GOLD / file_name)
+        precision, recall, details = su.score_gold(gold)
+        print(f"{title}: {len(gold)} classes  precision {precision:.3f}  recall {recall:.3f}")
         for name, wrong, missed in details:
-            if wrong or missed or args.details:
+            if wrong or missed or show_all:
                 print(f"  {name:32s} extra: {', '.join(wrong) or '-'}  |  missed: {', '.join(missed) or '-'}")
-    if not LABELS.is_dir():
-        print(f"label lists not found under {LABELS}: dataset bank sizes skipped")
+
+
+def print_bank_sizes(labels):
+    if labels is None:
+        print("dataset bank sizes skipped (give --labels DIR to see them)")
         return
     print("\nSU bank per dataset (classes, units per kind, mean units per class, seconds):")
     for dataset in ("kinetics400", "ucf101", "hmdb51"):
-        names = (LABELS / f"{dataset}.txt").read_text(encoding="utf-8").splitlines()
+        names = (labels / f"{dataset}.txt").read_text(encoding="utf-8").splitlines()
         start = time.perf_counter()
         bank = su.extract_semantic_units(names)
         seconds = time.perf_counter() - start
@@ -52,6 +46,16 @@ def main():
         mean = sum(map(len, bank.by_class)) / len(names)
         print(f"  {dataset:12s} {len(names):4d} classes  {len(bank.units):4d} units  {sizes}  "
               f"{mean:.1f} per class  {seconds:.2f} s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--details", action="store_true", help="list every class, not only those with errors")
+    parser.add_argument("--labels", type=Path, default=None,
+                        help="folder with kinetics400.txt, ucf101.txt, hmdb51.txt (default: none, sizes skipped)")
+    args = parser.parse_args()
+    print_gold_scores(args.details)
+    print_bank_sizes(args.labels)
 
 
 if __name__ == "__main__":
