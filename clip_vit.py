@@ -181,11 +181,17 @@ def tiny_clip(seed=0, image_resolution=112):
     """A random-init CLIP small enough for tests and the CPU embedded default (7 x 7 patches at 112 px).
     The image tower is 64 wide (one head): trained from scratch on the synthetic set it learns as fast per step
     as a 128-wide one and steps 2.5 times faster on a CPU. The joint embedding is 64 wide too, as it sets the
-    width of ASU's decoder: at 128 the decoder cost as much as the whole image tower."""
+    width of ASU's decoder: at 128 the decoder cost as much as the whole image tower. Its weights are rounded to
+    fp16 values, as OpenAI's published weights are, so that frozen tensors can be stored in fp16 without loss (see
+    train.py's best.pt)."""
     torch.manual_seed(seed)
-    return CLIP(embed_dim=64, image_resolution=image_resolution, vision_layers=4, vision_width=64,
-                vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=128,
-                transformer_heads=2, transformer_layers=2).eval()
+    model = CLIP(embed_dim=64, image_resolution=image_resolution, vision_layers=4, vision_width=64,
+                 vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=128,
+                 transformer_heads=2, transformer_layers=2).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(parameter.half().float())
+    return model
 
 
 @torch.no_grad()

@@ -84,6 +84,8 @@ def parse_args(argv=None):
     if args.data is not None and args.data != "synthetic" and args.data_root is not None \
             and not Path(args.data_root).is_dir():
         fail(f"--data-root {args.data_root}: no such folder")
+    if args.video:
+        args.gpus = 1   # one video is one forward pass: one process, one printout
     runtime.resolve_device(args)
     runtime.resolve_amp(args)
     if args.workers is None:

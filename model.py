@@ -160,6 +160,7 @@ def build_model(options, class_names, clip=None, semantic_units=None):
         except (OSError, ValueError) as e:
             raise ValueError(f"--descriptions: {e}") from None
         semantic_units = extract_semantic_units(class_names, descriptions)
+    check_input_size(options.size, clip, parse_grids(options.mra_grids) if options.mra_layers else ())
     model = ASU(clip, class_names, semantic_units=semantic_units, mra_grids=parse_grids(options.mra_grids),
                 mra_layers=options.mra_layers, su_topk=options.su_topk, decoder_layers=options.decoder_layers,
                 decoder_memory=options.decoder_memory, cache_dir=options.cache_dir)
@@ -168,6 +169,17 @@ def build_model(options, class_names, clip=None, semantic_units=None):
             if hasattr(module, "grad_checkpointing"):
                 module.grad_checkpointing = True
     return model
+
+
+def check_input_size(size, clip, grids):
+    """--size must be a whole number of CLIP's patches, and the patch grid must hold the finest MRA grid."""
+    patch = clip.visual.conv1.kernel_size[0]
+    if size % patch:
+        raise ValueError(f"--size {size}: not a multiple of the CLIP's {patch}-pixel patches (e.g. {patch * 14})")
+    finest = max((max(grid) for grid in grids), default=1)
+    if size // patch < finest:
+        raise ValueError(f"--size {size}: {size // patch} x {size // patch} patches cannot hold the {finest} x "
+                         f"{finest} MRA grid; use at least {finest * patch}")
 
 
 def units_to_state(units):

@@ -9,34 +9,47 @@ It imports no other file of this project (they import it).
 - Prediction: `predict(model, dataset, ...)` -> probabilities (N, C) and labels (N,) gathered over ranks;
   `accuracy(probs, labels)` -> top-1, top-5, mean per-class top-1.
 - Files: `atomic_write(path)` (temporary file, then rename), `save_checkpoint`, `load_checkpoint`.
-- Errors a user can fix end in one line on stderr, no traceback: `fail(message)`, `one_line_errors()`.
+- Errors a user can fix end in one line on stderr and exit status 2, no traceback: `fail(message)`,
+  `one_line_errors()`.
+- Stopping: SIGINT / SIGTERM set a flag (`stop_signal()`) that the training loop reads between optimiser steps;
+  a second signal stops at once.
 - DATASET_DEFAULTS: the per-dataset defaults of both command lines (DESIGN.md, "Per-dataset defaults").
 """
 import argparse
 import contextlib
+import ctypes
+import multiprocessing.connection
 import os
-import socket
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from tqdm import tqdm
 
 DATASETS = ("k400", "ucf101", "hmdb51", "list", "synthetic")   # the layouts of data.py, in --help order
+TEST_SPLIT_IS_VAL = ("ucf101", "hmdb51")   # their "val" split is the official test split: never select on it
 
 # A flag left unset takes its value from here. "list" files are usually Kinetics-like, so they share its column.
+# eval_every 0 for UCF-101 / HMDB-51: their "val" split is the test split, so it is looked at once, at the end.
 _KINETICS = dict(clip="ViT-B/16", frames=8, size=224, lr=8e-6, epochs=30, warmup_epochs=5, batch_size=256,
-                 per_gpu_batch=8, views="4x3")
+                 per_gpu_batch=8, eval_every=1, views="4x3")
 _FEW_SHOT = dict(clip="ViT-B/16", frames=32, size=224, lr=2e-6, epochs=50, warmup_epochs=5, batch_size=64,
-                 per_gpu_batch=4, views="1x1")
+                 per_gpu_batch=4, eval_every=0, views="1x1")
 DATASET_DEFAULTS = {
     "k400": _KINETICS,
     "list": _KINETICS,
     "ucf101": _FEW_SHOT,
     "hmdb51": _FEW_SHOT,
     "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, epochs=20, warmup_epochs=1, batch_size=16,
-                      per_gpu_batch=16, views="1x1"),
+                      per_gpu_batch=16, eval_every=1, views="1x1"),
 }
 
 
@@ -48,9 +61,25 @@ def defaults_help(key):
 # ----------------------------------------------------------------------------------------------------------------
 # One-line errors and help
 
+class UsageError(SystemExit):
+    """Exit status 2 (bad input, as argparse uses it) with the one-line `message` already printed."""
+
+    def __init__(self, message):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
 def fail(message):
-    """End the program with one clear line on stderr and exit status 1 (no traceback)."""
-    raise SystemExit(f"error: {message}")
+    """End the program with one clear line on stderr and exit status 2 (no traceback)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise UsageError(message)
+
+
+def first_line(error):
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 @contextlib.contextmanager
@@ -60,7 +89,7 @@ def one_line_errors(prefix=""):
     try:
         yield
     except (OSError, ValueError) as e:
-        fail(prefix + (str(e).splitlines()[0] if str(e) else type(e).__name__))
+        fail(prefix + first_line(e))
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -109,17 +138,39 @@ def save_checkpoint(state, path):
         torch.save(state, file)
 
 
-def load_checkpoint(path):
-    """A train.py checkpoint as a dict; anything else ends with one line naming the file."""
+def load_checkpoint(path, mmap=False):
+    """A train.py checkpoint as a dict; anything else ends with one line naming the file. mmap: read tensors
+    only when used (to look at a checkpoint's options without reading its weights)."""
     if not Path(path).is_file():
         fail(f"checkpoint {path}: no such file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated, not a torch file, or pickled objects we do not load
         fail(f"checkpoint {path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
     if not isinstance(state, dict) or not {"model", "args", "class_names"} <= state.keys():
         fail(f"checkpoint {path}: not written by train.py (needs the keys model, args, class_names)")
     return state
+
+
+def check_out(out, fresh, overwrite):
+    """--out is a folder we can write into, and a new run (`fresh`) does not silently replace the run in it: with
+    `overwrite` that run's checkpoints and log are removed."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_test{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        fail(f"--out {out}: cannot write there ({e.strerror or e})")
+    if fresh and int(os.environ.get("RANK", 0)) == 0 and (out / "last.pt").exists():
+        if not overwrite:
+            fail(f"--out {out} holds a run (last.pt): continue it with --resume {out / 'last.pt'}, choose another "
+                 "--out, or add --overwrite to replace it")
+        for name in ("last.pt", "best.pt", "log.jsonl"):
+            (out / name).unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -147,7 +198,8 @@ def resolve_amp(args):
     products are emulated and far slower than fp32, so there the default is off."""
     if args.amp is None:
         if args.device == "cuda":
-            args.amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            # without emulation: V100 / T4 "support" bf16 only by emulation, without tensor cores
+            args.amp = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
         else:
             args.amp = "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "off"
 
@@ -172,10 +224,9 @@ def rank_and_world():
     return 0, 1
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def local_rank():
+    """This process's index on its machine (LOCAL_RANK under torchrun; the rank when spawned here)."""
+    return int(os.environ.get("LOCAL_RANK", rank_and_world()[0]))
 
 
 def _run_in_group(fn, args, rank, world_size, local_rank, init_method):
@@ -199,23 +250,70 @@ def _run_in_group(fn, args, rank, world_size, local_rank, init_method):
         dist.destroy_process_group()
 
 
-def _spawned(rank, fn, args, port):
-    _run_in_group(fn, args, rank, args.gpus, rank, f"tcp://127.0.0.1:{port}")
+def _die_with_parent():
+    """Ask Linux to send this process SIGTERM when its parent dies (a `kill -9` of the launcher), so that a
+    spawned rank saves and stops instead of training on alone. Elsewhere nothing happens."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _spawned(rank, fn, args, rendezvous_file):
+    # Our own process group: a Ctrl-C in the terminal reaches the launcher only, which forwards it once to every
+    # rank (see launch), so a rank never sees the first Ctrl-C twice (the second stops at once).
+    os.setpgrp()
+    _die_with_parent()
+    os.environ["LOCAL_RANK"] = str(rank)
+    _run_in_group(fn, args, rank, args.gpus, rank, f"file://{rendezvous_file}")
+
+
+def _wait_for_ranks(processes, grace_seconds=120):
+    """Until every rank has ended. Once one fails, the others get `grace_seconds` to end on their own (ranks that
+    stop on a signal leave together, rank 0 last, after writing its checkpoint) before they are terminated."""
+    while any(p.is_alive() for p in processes) and not any(p.exitcode for p in processes):
+        # with a timeout: a rank may end between the test above and this call
+        multiprocessing.connection.wait([p.sentinel for p in processes if p.exitcode is None], timeout=1.0)
+    deadline = time.time() + grace_seconds
+    for process in processes:
+        process.join(max(0.0, deadline - time.time()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join()
 
 
 def launch(fn, args):
     """Run fn(args, device) in one process, in --gpus spawned processes, or in the torchrun group we are part of.
-    Returns fn's result when it ran in this process (None after spawning)."""
+    Returns fn's result when it ran in this process (None after spawning). A spawned rank's exit status (2 for
+    bad input, 130 / 143 after SIGINT / SIGTERM) becomes this process's."""
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         return _run_in_group(fn, args, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                              int(os.environ.get("LOCAL_RANK", 0)), "env://")
     if args.gpus > 1:
+        # The ranks meet through a file, not a TCP port: a port found free here can be taken by another program
+        # before the ranks bind it (seen as a hang when several runs start at once).
+        rendezvous = Path(tempfile.mkdtemp(prefix="asu_ranks_")) / "rendezvous"
+        context = mp.start_processes(_spawned, args=(fn, args, str(rendezvous)), nprocs=args.gpus, join=False,
+                                     start_method="spawn")
+
+        def forward(signum, frame):
+            for process in context.processes:
+                if process.is_alive():
+                    os.kill(process.pid, signum)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            mp.spawn(_spawned, args=(fn, args, _free_port()), nprocs=args.gpus)
+            _wait_for_ranks(context.processes)
+            context.join()   # all have ended: raises with the failing rank's traceback or exit status
         except mp.ProcessExitedException as e:
-            if e.exit_code and e.exit_code > 0:  # the worker ended through fail(): its one line is above
+            if e.exit_code and e.exit_code > 0:  # the rank's own line (an error, or how to resume) is above
                 raise SystemExit(e.exit_code) from None
             fail(f"worker process {e.error_index} died: {e}")
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            shutil.rmtree(rendezvous.parent, ignore_errors=True)
         return None
     device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
     return fn(args, device)
@@ -223,13 +321,62 @@ def launch(fn, args):
 
 @contextlib.contextmanager
 def rank_zero_first():
-    """Rank 0 runs the body first (generating synthetic data, filling caches), then the others."""
+    """Local rank 0 of each machine runs the body first (generating synthetic data, downloading CLIP weights,
+    filling caches: per-machine work), then the other ranks, which find it done."""
     rank, world_size = rank_and_world()
-    if rank != 0:
+    if local_rank() != 0:
         dist.barrier()
     yield
-    if rank == 0 and world_size > 1:
+    if local_rank() == 0 and world_size > 1:
         dist.barrier()
+
+
+def rng_state():
+    """This process's RNG states, as tensors / tuples so that torch.load(weights_only=True) reads them back.
+    No CUDA state: nothing here draws from it (data randomness comes from numpy generators seeded per sample), and
+    a machine with fewer GPUs could not restore it."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+            "python": random.getstate()}
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+
+
+def all_rng_states():
+    """RNG states of every rank (rank 0 writes the checkpoint, each rank restores its own)."""
+    rank, world_size = rank_and_world()
+    if world_size == 1:
+        return [rng_state()]
+    states = [None] * world_size
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
+_stop = {"signal": 0}
+
+
+def _on_stop_signal(signum, frame):
+    _stop["signal"] = signum
+    for s in (signal.SIGINT, signal.SIGTERM):   # the next one ends the process at once
+        signal.signal(s, signal.SIG_DFL)
+
+
+def catch_stop_signals():
+    """From now on SIGINT and SIGTERM only set stop_signal(); the second one ends the process at once."""
+    _stop["signal"] = 0
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _on_stop_signal)
+
+
+def stop_signal():
+    """The signal number of a stop request received by this process (0: none)."""
+    return _stop["signal"]
 
 
 # ----------------------------------------------------------------------------------------------------------------

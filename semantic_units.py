@@ -559,13 +559,17 @@ def main(argv=None):
     parser.add_argument("--lexicon", type=Path, default=LEXICON_FOLDER, help="lexicon folder (default: lexicons/)")
     args = parser.parse_args(argv)
     if not args.labels.is_file():
-        parser.error(f"labels file not found: {args.labels}")
-    class_names = [line.strip() for line in args.labels.read_text(encoding="utf-8").splitlines() if line.strip()]
+        parser.exit(2, f"error: labels file not found: {args.labels}\n")
+    try:
+        text = args.labels.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:   # a binary file, or another encoding
+        parser.exit(2, f"error: {args.labels}: not UTF-8 text ({e.reason} at byte {e.start})\n")
+    class_names = [line.strip() for line in text.splitlines() if line.strip()]
     try:
         descriptions = load_descriptions(args.descriptions) if args.descriptions else None
         bank = extract_semantic_units(class_names, descriptions, lexicon=args.lexicon)
     except (OSError, ValueError) as e:
-        parser.error(str(e))
+        parser.exit(2, f"error: {e}\n")
     print(f"{len(class_names)} classes, {len(bank.units)} semantic units")
     for kind in KINDS:
         print(f"  {kind:9s} {sum(u.kind == kind for u in bank.units):5d}")

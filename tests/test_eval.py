@@ -134,7 +134,7 @@ def test_few_shot_protocol(workdir, standins):
     out = workdir / "fewshot"
     root = standins["ucf101"]
     train.main(small(workdir, "--data", "ucf101", "--data-root", str(root), "--shots", "1", "--clip", "tiny",
-                     "--epochs", "1", "--batch-size", "3", "--lr", "1e-3", "--out", str(out)))
+                     "--epochs", "1", "--warmup-epochs", "1", "--batch-size", "3", "--lr", "1e-3", "--out", str(out)))
     drawn = (root / "fewshot_ucf101_1shot_seed0.txt").read_text().split("\n")
     assert sorted(int(line.split()[1]) for line in drawn if line) == [0, 1, 2]  # 1 video per class
     results = evaluation.main(small(workdir, "--ckpt", str(out / "last.pt"), "--shots", "1"))
@@ -195,7 +195,8 @@ def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
     for argv, expected in cases:
         with pytest.raises(SystemExit) as error:
             evaluation.main(argv)
-        message = str(error.value.code)
+        message = str(error.value)
+        assert error.value.code == 2, (argv, message)
         assert expected in message and "\n" not in message, (argv, message)
 
 

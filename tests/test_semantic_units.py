@@ -406,3 +406,8 @@ def test_cli_errors_name_the_file(tmp_path):
     bad.write_text('{"golf": "swing",\n}')
     result = _cli(labels, "--descriptions", bad)
     assert result.returncode != 0 and "bad.json:2" in result.stderr
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(bytes(range(128, 256)) * 4)
+    result = _cli(binary)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and "binary.txt" in lines[0] and "Traceback" not in result.stderr

@@ -61,10 +61,11 @@ def reference(workdir):
 
 
 def test_epoch_indices_partition_global_batches():
-    """Rank r's k-th micro-batch lies in the k-th block of one global batch, whatever the split into processes."""
+    """Rank r's k-th micro-batch lies in the k-th block of one global batch, whatever the split into processes;
+    every sample is visited, the last batch filled up with the first ones (none is left out of an epoch)."""
     n, global_batch, per_process = 23, 8, 2
     one = train.epoch_indices(n, 0, 3, 0, 1, global_batch)
-    assert len(one) == (n // global_batch) * global_batch and len(set(one)) == len(one)
+    assert len(one) == 24 and set(one) == set(range(n)) and one[23] == one[0]
     for world in (2, 4):
         ranks = [train.epoch_indices(n, 0, 3, r, world, global_batch) for r in range(world)]
         for k in range(len(ranks[0]) // per_process):
@@ -223,13 +224,15 @@ def test_bad_input_one_line(workdir, reference, tmp_path):
         (base + ["--clip", str(not_clip)], "--clip"),
         (["--gpus", str(max(2, torch.cuda.device_count() + 1))], "--gpus"),
         (base + ["--resume", str(tiny_state)], "not written by train.py"),
-        (base + ["--resume", str(reference / "last.pt"), "--decoder-layers", "0", "--mra-layers", "0"],
+        (["--resume", str(reference / "last.pt"), "--decoder-layers", "0"], "--decoder-layers 0: the run in"),
+        (["--resume", str(reference / "last.pt"), "--decoder-layers", "0", "--mra-layers", "0", "--allow-changes"],
          "another model"),
     ]
     for argv, expected in cases:
         with pytest.raises(SystemExit) as error:
             train.main(argv)
-        message = str(error.value.code)
+        message = str(error.value)
+        assert error.value.code == 2, (argv, message)
         assert expected in message and "\n" not in message, (argv, message)
 
 
@@ -252,3 +255,197 @@ def test_design_notes_defaults_table_matches_the_code():
     assert header[0] == "dataset" and {row[0] for row in rows} == set(runtime.DATASETS)
     for row in rows:
         assert dict(zip(header[1:], row[1:])) == {k: str(v) for k, v in runtime.DATASET_DEFAULTS[row[0]].items()}
+
+
+# ------------------------------------------------------------------------------------------------ resume and stop
+
+RESUME_FLAGS = ["--su-topk", "4", "--decoder-memory", "regions", "--epochs", "3", "--amp", "off"]
+
+
+def options_of(out):
+    """args.json without the output folder (the runs compared live in different folders)."""
+    return {k: v for k, v in json.loads((Path(out) / "args.json").read_text()).items() if k != "out"}
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_resume_with_nothing_else_continues_that_run(workdir, processes):
+    """--resume CHECKPOINT alone takes every option from the checkpoint: non-default --frames, --size, --su-topk,
+    --decoder-memory and a 3-epoch schedule stopped after epoch 1 end like the same flags run straight through."""
+    place = ["--gpus", "2", "--per-gpu-batch", "2"] if processes == 2 else []
+    straight, stopped = workdir / f"straight{processes}", workdir / f"resumed{processes}"
+    train.main(tiny_args(workdir, straight, *RESUME_FLAGS, *place))
+    train.main(tiny_args(workdir, stopped, *RESUME_FLAGS, *place, "--stop-after", "1"))
+    assert len(read_log(stopped)) == 1
+    train.main(["--resume", str(stopped / "last.pt")])
+    assert_same_parameters(parameters(straight), parameters(stopped))
+    assert_same_log(read_log(straight), read_log(stopped))
+    assert options_of(straight) == options_of(stopped)
+    assert options_of(stopped)["frames"] == 2 and options_of(stopped)["su_topk"] == 4
+
+
+def test_resume_refuses_changes_unless_allowed_and_logs_the_real_lr(workdir, capsys):
+    out = workdir / "changed"
+    train.main(tiny_args(workdir, out, *RESUME_FLAGS, "--stop-after", "1"))
+    with pytest.raises(SystemExit) as error:
+        train.main(["--resume", str(out / "last.pt"), "--lr", "5e-3"])
+    message = str(error.value)
+    assert error.value.code == 2 and "--lr 0.005" in message and "0.001" in message and "\n" not in message
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+    train.main(["--resume", str(out / "last.pt"), "--lr", "5e-3", "--allow-changes"])
+    options = json.loads((out / "args.json").read_text())
+    assert options["lr"] == 5e-3
+    assert options["changes"] == [{"epoch": 1, "step": 0, "flag": "lr", "from": 1e-3, "to": 5e-3}]
+    log = read_log(out)
+    assert log[1]["changes"] == options["changes"] and "changes" not in log[0] and "changes" not in log[2]
+    steps_per_epoch = 4   # 16 training clips, batch 4; warm-up 1 epoch, 3 epochs
+    for record in log[1:]:   # the lr of each epoch's last step, as AdamW ran it: the new lr times the schedule
+        factor = train.lr_factor(record["epoch"] * steps_per_epoch - 1, steps_per_epoch, 3 * steps_per_epoch, 0.01)
+        assert record["lr"] == pytest.approx(5e-3 * factor, rel=1e-12)
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["initial_lr"] == 5e-3
+
+
+@pytest.fixture(scope="module")
+def signal_references(workdir):
+    """Straight runs of the signal tests' flags, one per number of processes."""
+    return {processes: run_straight(workdir, processes) for processes in (1, 2)}
+
+
+def signal_flags(workdir, out, processes):
+    # batch 2: 8 optimiser steps an epoch, a checkpoint after each (--save-every 1) that the test watches
+    place = ["--gpus", "2", "--per-gpu-batch", "1"] if processes == 2 else []
+    return tiny_args(workdir, out, "--epochs", "2", "--batch-size", "2", "--amp", "off", "--save-every", "1", *place)
+
+
+def run_straight(workdir, processes):
+    out = workdir / f"signal_reference{processes}"
+    train.main(signal_flags(workdir, out, processes))
+    return out
+
+
+@pytest.mark.parametrize("signum,processes", [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGINT, 2),
+                                              (signal.SIGTERM, 2)])
+def test_signal_mid_epoch_saves_and_the_printed_command_resumes(workdir, signal_references, signum, processes):
+    out = workdir / f"signalled_{signum}_{processes}"
+    process = subprocess.Popen([sys.executable, "train.py", *signal_flags(workdir, out, processes)], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while True:   # wait for epoch 2 to be under way: a mid-epoch checkpoint at (epoch 1, step >= 1)
+        assert process.poll() is None, process.communicate()
+        assert time.time() < deadline, "epoch 2 did not start within 180 s"
+        try:
+            state = torch.load(out / "last.pt", weights_only=True)
+            if state["epoch"] == 1 and state["step"] >= 1:
+                break
+        except (OSError, RuntimeError, EOFError):
+            pass
+        time.sleep(0.01)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr, stderr
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["epoch"] == 1 and 0 < state["step"] < 8
+    lines = stderr.strip().splitlines()
+    command = lines[-1].split()
+    assert command[:3] == ["python", "train.py", "--resume"], stderr
+    assert signal.Signals(signum).name in stderr
+    subprocess.run([sys.executable, *command[1:]], cwd=REPO, check=True, capture_output=True, timeout=300)
+    reference = signal_references[processes]
+    assert_same_parameters(parameters(reference), parameters(out))
+    assert_same_log(read_log(reference), read_log(out))
+
+
+# ---------------------------------------------------------------------------------------- checks before any step
+
+def test_missing_val_folder_is_one_line_before_training(workdir, tmp_path):
+    """A Kinetics layout whose videos/val/ is missing stops at the start, not after an epoch."""
+    root = tmp_path / "k400"
+    (root / "annotations").mkdir(parents=True)
+    (root / "videos" / "train").mkdir(parents=True)
+    clips = sorted((workdir / "synthetic" / "videos").rglob("*.mp4"))
+    for part in ("train", "val"):
+        rows = ["label,youtube_id,time_start,time_end,split"]
+        for k, clip in enumerate(clips[:8]):
+            name, youtube_id = clip.parent.name.replace("_", " "), f"{part}{k:03d}"
+            rows.append(f"{name},{youtube_id},0,10,{part}")
+            if part == "train":
+                os.symlink(clip, root / "videos" / "train" / f"{youtube_id}_000000_000010.mp4")
+        (root / "annotations" / f"{part}.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    start = time.time()
+    with pytest.raises(SystemExit) as error:
+        train.main(tiny_args(workdir, out, "--data", "k400", "--data-root", str(root), "--clip", "tiny",
+                             "--epochs", "1", "--warmup-epochs", "1"))
+    assert time.time() - start < 60 and error.value.code == 2
+    assert "8 of 8 val videos listed are missing" in str(error.value) and "--data-root" in str(error.value)
+    assert not (out / "last.pt").exists()
+
+
+def test_existing_run_folder_is_refused_without_overwrite(workdir, reference):
+    with pytest.raises(SystemExit) as error:
+        train.main(tiny_args(workdir, reference, "--epochs", str(EPOCHS), "--amp", "off"))
+    assert error.value.code == 2 and "holds a run" in str(error.value) and "--resume" in str(error.value)
+    copy = workdir / "overwritten"
+    copy.mkdir()
+    (copy / "last.pt").write_bytes((reference / "last.pt").read_bytes())
+    log = train.main(tiny_args(workdir, copy, "--epochs", "1", "--amp", "off", "--overwrite"))
+    assert len(log) == 1 and torch.load(copy / "last.pt", weights_only=True)["epoch"] == 1
+
+
+BAD_VALUES = ["frames 0", "frames -1", "size 0", "size 8", "size 16", "size 32", "size 50", "warmup longer",
+              "stop-after -1", "out is a file", "out under a file", "out not writable", "strict unreadable"]
+
+
+def bad_value_case(name, workdir, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    broken = tmp_path / "broken"   # a list dataset whose one training video is a text file named .mp4
+    (broken / "clips").mkdir(parents=True)
+    (broken / "clips" / "bad.mp4").write_text("not a video")
+    good = sorted((workdir / "synthetic" / "videos").rglob("*.mp4"))[0]
+    os.symlink(good, broken / "clips" / "good.mp4")
+    (broken / "labels.txt").write_text("a\nb\n")
+    (broken / "train.txt").write_text("clips/bad.mp4 0\nclips/good.mp4 1\n")
+    (broken / "val.txt").write_text("clips/good.mp4 1\n")
+    base = tiny_args(workdir, tmp_path / "out", "--epochs", "1")
+    return dict(zip(BAD_VALUES, [
+        (base + ["--frames", "0"], "--frames 0"),
+        (base + ["--frames", "-1"], "--frames -1"),
+        (base + ["--size", "0"], "--size 0"),
+        (base + ["--size", "8"], "--size 8"),
+        (base + ["--size", "16"], "--size 16"),
+        (base + ["--size", "32"], "--size 32"),
+        (base + ["--size", "50"], "--size 50"),
+        (base + ["--warmup-epochs", "3"], "--warmup-epochs 3"),
+        (base + ["--stop-after", "-1"], "--stop-after -1"),
+        (tiny_args(workdir, a_file), "is a file"),
+        (tiny_args(workdir, a_file / "sub"), "cannot write there"),
+        (tiny_args(workdir, Path("/proc/asu_out")), "cannot write there"),
+        (base + ["--data", "list", "--data-root", str(broken), "--batch-size", "2", "--warmup-epochs", "1",
+                 "--clip", "tiny", "--strict"], "bad.mp4"),
+    ]))[name]
+
+
+@pytest.mark.parametrize("name", BAD_VALUES)
+def test_bad_values_end_in_one_line(name, workdir, tmp_path, capsys):
+    """Every bad value ends in exit status 2 and one line naming the flag or file (in this process: any other
+    exception than SystemExit would fail the test, as a traceback would show)."""
+    argv, expected = bad_value_case(name, workdir, tmp_path)
+    with pytest.raises(SystemExit) as error:
+        train.main(argv)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert error.value.code == 2 and len(lines) == 1 and expected in lines[0], (argv, lines)
+
+
+def test_best_checkpoint_is_small_and_eval_scores_it(workdir, reference):
+    """best.pt holds what evaluation needs, not the optimiser state; eval.py gives it the val top-1 it had."""
+    import eval as evaluation
+    best, last = reference / "best.pt", reference / "last.pt"
+    assert best.stat().st_size <= 0.55 * last.stat().st_size
+    state = torch.load(best, weights_only=True)
+    assert "optimizer" not in state and state["epoch"] == state["metrics"]["epoch"]
+    results = evaluation.main(["--ckpt", str(best), "--workers", "0", "--no-progress", "--device", "cpu",
+                               "--cache-dir", str(workdir / "cache")])
+    assert results["runs"][0]["top1"] == pytest.approx(state["metrics"]["val_top1"])
+    assert max(r["val_top1"] for r in read_log(reference)) == state["metrics"]["val_top1"]
