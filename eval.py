@@ -1,7 +1,10 @@
 """Evaluation entry point: the protocols behind the paper's numbers, for a checkpoint written by train.py.
 
 In:  `--ckpt F` (train.py's last.pt / best.pt: weights, options, class names and SU bank) and a dataset.
-Out: printed metrics (and `--json OUT`): top-1, top-5 and mean per-class accuracy.
+Out: printed metrics (and `--json OUT`), per evaluation: top-1, top-5 and mean per-class accuracy, top-1 per class,
+     the number of videos scored and the unreadable ones. An unreadable test video is never replaced: it is left
+     out of every number and listed with its reason ("top-1 X over N of M videos, K unreadable"); `--strict`
+     stops at the first one instead.
 
 Protocols (DESIGN.md, "Protocols"):
 - same label set as training: V = temporal x spatial views per video (`--views 4x3`; Kinetics' default), each
@@ -65,7 +68,8 @@ def build_parser():
                    help="mixed precision (default: on CUDA bf16 where supported, else fp16; on the CPU bf16 where "
                    "it is native, else off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the K600 class subsets")
-    p.add_argument("--strict", action="store_true", help="stop at an unreadable video instead of replacing it")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable test video instead of leaving it out and listing it")
     p.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache" / "text"),
                    help="cache of class and SU text embeddings")
     p.add_argument("--json", default=None, help="also write the results to this JSON file (default: none)")
@@ -112,30 +116,43 @@ def target_units(args, class_names):
 
 
 def test_set(data_args, views, fold=1):
-    """The test split ("val") of the dataset in data_args; bad input ends in one line."""
+    """The test split ("val") of the dataset in data_args; bad input ends in one line. Unreadable videos are left
+    out, not replaced; --strict is applied when they are met (runtime.predictions), as an error raised inside a
+    DataLoader worker would come back as a traceback."""
     with one_line_errors():
         return data.build_dataset(data_args.data, data_args.data_root, "val", num_frames=data_args.frames,
-                                  size=data_args.size, views=views, seed=data_args.seed, strict=data_args.strict,
-                                  fold=fold)
+                                  size=data_args.size, views=views, seed=data_args.seed, fold=fold)
 
 
 def summarize(name, runs):
-    """Mean and std over several evaluations (splits or class subsets)."""
+    """The results of a protocol: one evaluation's fields at the top level, or the mean and std over several
+    (splits or class subsets); `runs` lists every evaluation either way."""
+    if len(runs) == 1:
+        return dict(protocol=name, **runs[0], runs=runs)
     top1 = np.array([run["top1"] for run in runs])
     return {"protocol": name, "runs": runs, "top1_mean": float(top1.mean()), "top1_std": float(top1.std()),
             "top5_mean": float(np.mean([run["top5"] for run in runs])),
             "mean_class_mean": float(np.mean([run["mean_class"] for run in runs]))}
 
 
+UNREADABLE_SHOWN = 5   # unreadable videos printed under an evaluation's line; --json lists them all
+
+
 def evaluate(model, dataset, args, device, **info):
-    probs, labels, replaced = runtime.predict(model, dataset, device, args.amp, args.batch_size, args.workers,
-                                              progress=not args.no_progress)
-    result = dict(info, classes=len(dataset.class_names), videos=len(dataset), replaced=replaced,
-                  **runtime.accuracy(probs, labels))
+    """Score one test set: the metrics over the readable videos, how many they were, the unreadable ones."""
+    scores = runtime.predictions(model, dataset, device, args.amp, args.batch_size, args.workers,
+                                 progress=not args.no_progress, strict=args.strict)
+    result = dict(info, classes=len(dataset.class_names), videos=len(scores.labels), unreadable=scores.unreadable,
+                  **runtime.accuracy(scores.probs, scores.labels, dataset.class_names))
     if rank_and_world()[0] == 0:
         where = " ".join(f"{k} {v}" for k, v in info.items())
-        print(f"{where}: top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  mean-class "
-              f"{result['mean_class']:.4f}  ({result['videos']} videos)", flush=True)
+        print(f"{where}: top-1 {result['top1']:.4f} over {result['videos']} of {len(dataset)} videos, "
+              f"{len(scores.unreadable)} unreadable; top-5 {result['top5']:.4f}, mean-class "
+              f"{result['mean_class']:.4f}", flush=True)
+        for item in scores.unreadable[:UNREADABLE_SHOWN]:
+            print(f"  left out: {item['path']}: {item['reason']}")
+        if len(scores.unreadable) > UNREADABLE_SHOWN:
+            print(f"  ... and {len(scores.unreadable) - UNREADABLE_SHOWN} more (--json lists them all)")
     return result
 
 
@@ -162,7 +179,7 @@ def k600_protocol(model, args, data_args, views, device, ckpt):
         samples = [(path, position[full.class_names[label]]) for path, label in full.samples
                    if full.class_names[label] in position]
         dataset = data.VideoDataset(samples, subset, num_frames=data_args.frames, size=data_args.size, train=False,
-                                    views=views, seed=data_args.seed, strict=data_args.strict)
+                                    views=views, seed=data_args.seed)
         model.set_class_names(subset, target_units(args, subset))
         runs.append(evaluate(model, dataset, args, device, data="k600", subset=subset_index + 1,
                              views=f"{views[0]}x{views[1]}"))
@@ -204,9 +221,10 @@ def predict_video(model, args, device, ckpt):
 def eval_worker(args, device):
     results = run_protocol(args, device)
     if rank_and_world()[0] == 0:
-        if len(results.get("runs", ())) > 1:
-            print(f"{results['protocol']}: top-1 {results['top1_mean']:.4f} +- {results['top1_std']:.4f} over "
-                  f"{len(results['runs'])} runs")
+        runs = results.get("runs", ())
+        if len(runs) > 1:
+            print(f"{results['protocol']}: top-1 {results['top1_mean']:.4f} +- {results['top1_std']:.4f} over the "
+                  f"{len(runs)} {'splits' if 'split' in runs[0] else 'subsets'}")
         if args.json:
             runtime.write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return results
@@ -227,7 +245,7 @@ def run_protocol(args, device):
     data_args = argparse.Namespace(
         data="k400" if name == "k600" else name,
         data_root=args.data_root or (trained.data_root if same_data else str(Path("data") / name)),
-        frames=args.frames, size=args.size, seed=trained.seed, strict=args.strict, shots=None, split=1)
+        frames=args.frames, size=args.size, seed=trained.seed, shots=None, split=1)
     if data_args.data != "synthetic" and not Path(data_args.data_root).is_dir():
         fail(f"--data-root {data_args.data_root}: no such folder")
     views = parse_views(args.views or DATASET_DEFAULTS[data_args.data]["views"])

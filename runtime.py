@@ -6,8 +6,10 @@ It imports no other file of this project (they import it).
 - Processes: `launch(fn, args)` runs fn(args, device) in this process, in `--gpus N` spawned processes (NCCL on
   CUDA, gloo with `--device cpu`), or in the torchrun group whose RANK / WORLD_SIZE / LOCAL_RANK are set.
 - Device and precision: `resolve_device`, `resolve_amp`, `default_workers`, `autocast`.
-- Prediction: `predict(model, dataset, ...)` -> probabilities (N, C) and labels (N,) gathered over ranks;
-  `accuracy(probs, labels)` -> top-1, top-5, mean per-class top-1.
+- Prediction: `predictions(model, dataset, ...)` -> Predictions: probabilities (N, C) and labels (N,) of the N
+  scored samples, their indices, and the unreadable samples left out ({"path", "reason"}), gathered over ranks in
+  sample order; `predict` is its short form (probs, labels, videos replaced or left out) for train.py;
+  `accuracy(probs, labels, class_names)` -> top-1, top-5, mean per-class top-1, top-1 per class.
 - Files: `atomic_write(path)` (temporary file, then rename), `save_checkpoint`, `load_checkpoint`.
 - Errors a user can fix end in one line on stderr, no traceback: `fail(message)`, `one_line_errors()`.
 - DATASET_DEFAULTS: the per-dataset defaults of both command lines (DESIGN.md, "Per-dataset defaults").
@@ -16,6 +18,7 @@ import argparse
 import contextlib
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -235,20 +238,51 @@ def rank_zero_first():
 # ----------------------------------------------------------------------------------------------------------------
 # Prediction
 
-@torch.no_grad()
-def predict(model, dataset, device, amp, batch_size, workers=0, progress=False):
-    """Class probabilities of every sample, on every rank: (probs (N, C), labels (N,), replaced count).
+@dataclass
+class Predictions:
+    """What `predictions` returns: the same on every rank, in sample order."""
+    probs: torch.Tensor   # (N, C) class probabilities of the N samples scored
+    labels: torch.Tensor  # (N,)
+    indices: list         # (N,) the dataset index of each scored sample
+    unreadable: list      # [{"path", "reason"}] the samples left out, unreadable
+    replaced: int         # samples the dataset replaced by another one (a dataset built with replace_unreadable)
 
+
+def _collate_readable(batch):
+    """default_collate of the batch's readable items; the unreadable ones (the {"path", "reason"} dicts of a
+    dataset that does not replace them) come back apart. -> (collated or None, their positions, the dicts with
+    their positions)."""
+    positions = [k for k, item in enumerate(batch) if not isinstance(item, dict)]
+    left_out = [(k, item) for k, item in enumerate(batch) if isinstance(item, dict)]
+    collated = torch.utils.data.default_collate([batch[k] for k in positions]) if positions else None
+    return collated, positions, left_out
+
+
+@torch.no_grad()
+def predictions(model, dataset, device, amp, batch_size, workers=0, progress=False, strict=False):
+    """Class probabilities of every readable sample, gathered over ranks: a Predictions.
+
+    Items are (video, label, replaced) or, for an unreadable video the dataset leaves out, {"path", "reason"}:
+    such a sample is not scored but listed; strict=True ends at the first one instead (one line, exit status 1).
     Multi-view items (V, T, 3, S, S) are scored one view at a time and the softmax probabilities averaged over
     the views (our reading of "multi-view averaging"; averaging logits is the other common choice)."""
     model.eval()
     rank, world_size = rank_and_world()
     indices = list(range(rank, len(dataset), world_size))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
-                                         pin_memory=device.type == "cuda")
-    probs, labels, replaced = [], [], 0
-    for videos, batch_labels, batch_replaced in tqdm(loader, desc="eval", disable=not progress or rank != 0,
-                                                     leave=False):
+                                         pin_memory=device.type == "cuda", collate_fn=_collate_readable)
+    probs, labels, scored, unreadable, replaced = [], [], [], [], 0
+    start = 0   # position in `indices` of the batch's first sample (the loader keeps the sampler's order)
+    for collated, positions, left_out in tqdm(loader, desc="eval", disable=not progress or rank != 0, leave=False):
+        for k, item in left_out:
+            if strict:
+                fail(f"{item['path']}: {item['reason']} (unreadable; --strict stops at the first such video)")
+            unreadable.append((indices[start + k], item))
+        scored += [indices[start + k] for k in positions]
+        start += len(positions) + len(left_out)
+        if collated is None:
+            continue
+        videos, batch_labels, batch_replaced = collated
         videos = videos.to(device, non_blocking=True)
         if videos.dim() == 5:                                                # (B, T, 3, S, S): one view
             videos = videos[:, None]
@@ -260,25 +294,40 @@ def predict(model, dataset, device, amp, batch_size, workers=0, progress=False):
         probs.append((view_probs / videos.shape[1]).cpu())
         labels.append(batch_labels)
         replaced += int(batch_replaced.sum())
-    probs = torch.cat(probs) if probs else torch.zeros(0, 0)
-    labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
-    if world_size == 1:
-        return probs, labels, replaced
-    gathered = [None] * world_size
-    dist.all_gather_object(gathered, (indices, probs, labels, replaced))
-    order = torch.tensor([i for part in gathered for i in part[0]]).argsort()
-    all_probs = torch.cat([part[1] for part in gathered if len(part[0])])[order]
-    all_labels = torch.cat([part[2] for part in gathered if len(part[0])])[order]
-    return all_probs, all_labels, sum(part[3] for part in gathered)
+    parts = [(scored, probs, labels, unreadable, replaced)]
+    if world_size > 1:
+        parts = [None] * world_size
+        dist.all_gather_object(parts, (scored, probs, labels, unreadable, replaced))
+    scored = [i for part in parts for i in part[0]]
+    order = torch.tensor(scored, dtype=torch.long).argsort()
+    probs = [p for part in parts for p in part[1]]
+    labels = [y for part in parts for y in part[2]]
+    return Predictions(probs=torch.cat(probs)[order] if probs else torch.zeros(0, 0),           # (N, C)
+                       labels=torch.cat(labels)[order] if labels else torch.zeros(0, dtype=torch.long),
+                       indices=[scored[i] for i in order.tolist()],
+                       unreadable=[item for _, item in sorted((i, item) for part in parts for i, item in part[3])],
+                       replaced=sum(part[4] for part in parts))
 
 
-def accuracy(probs, labels):
-    """top-1, top-5 and mean per-class top-1 (over the classes that have samples)."""
+def predict(model, dataset, device, amp, batch_size, workers=0, progress=False):
+    """The short form of `predictions` that train.py's per-epoch validation uses: (probs (N, C), labels (N,),
+    number of videos replaced or left out)."""
+    scores = predictions(model, dataset, device, amp, batch_size, workers, progress)
+    return scores.probs, scores.labels, scores.replaced + len(scores.unreadable)
+
+
+def accuracy(probs, labels, class_names=None):
+    """top-1, top-5 and mean per-class top-1 (over the classes that have samples); with class_names also
+    per_class, {class name: top-1} for those classes in label order."""
     if len(labels) == 0:
-        return {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan")}
+        result = {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan")}
+        return result if class_names is None else dict(result, per_class={})
     top5 = probs.topk(min(5, probs.shape[1]), dim=1).indices                    # (N, 5)
     correct1 = top5[:, 0] == labels
-    per_class = [correct1[labels == c].float().mean() for c in labels.unique()]
-    return {"top1": correct1.float().mean().item(),
-            "top5": (top5 == labels[:, None]).any(1).float().mean().item(),
-            "mean_class": torch.stack(per_class).mean().item()}
+    per_class = {int(c): correct1[labels == c].float().mean().item() for c in labels.unique()}
+    result = {"top1": correct1.float().mean().item(),
+              "top5": (top5 == labels[:, None]).any(1).float().mean().item(),
+              "mean_class": sum(per_class.values()) / len(per_class)}
+    if class_names is not None:
+        result["per_class"] = {class_names[c]: top1 for c, top1 in per_class.items()}
+    return result

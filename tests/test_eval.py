@@ -1,9 +1,11 @@
-"""eval.py: multi-view scores are the mean of the single views' softmax; zero-shot on UCF-101 / HMDB-51 averages
-the three test splits and on Kinetics-600 evaluates random subsets of the new classes; the few-shot protocol
-evaluates a --shots K checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several
-processes give the same numbers as one; bad input ends with one line.
+"""eval.py: multi-view scores are the mean of the single views' softmax; an unreadable test video is left out of
+every number and listed, and --strict stops at it; zero-shot on UCF-101 / HMDB-51 averages the three test splits and
+on Kinetics-600 evaluates random subsets of the new classes; the few-shot protocol evaluates a --shots K
+checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several processes
+give the same numbers as one; bad input ends with one line.
 
-The UCF-101, HMDB-51 and Kinetics-600 layouts are small stand-ins built in a temporary folder from synthetic clips."""
+The UCF-101, HMDB-51, Kinetics-600 and list layouts are small stand-ins built in a temporary folder from synthetic
+clips."""
 import csv
 import json
 import os
@@ -85,6 +87,36 @@ def standins(workdir):
     return {"ucf101": ucf, "hmdb51": hmdb, "k600": k600}
 
 
+@pytest.fixture(scope="module")
+def list_with_unreadable(workdir):
+    """A list dataset of the checkpoint's classes with 10 test videos: 8 synthetic clips (2 per class) and, at
+    positions 2 and 7 (one on each of two processes), a truncated mp4 and a text file named .mp4.
+    -> (root, the 8 readable samples, the 2 unreadable paths)."""
+    root = workdir / "list10"
+    source = workdir / "synthetic"
+    class_names = data.read_class_names("synthetic", source)
+    train_samples = data.build_dataset("synthetic", source, "train").samples
+    sources = []
+    for label in range(len(class_names)):
+        sources += [sample for sample in train_samples if sample[1] == label][:2]
+    (root / "videos").mkdir(parents=True)
+    (root / "labels.txt").write_text("".join(f"{name}\n" for name in class_names))
+    samples = []
+    for k, (path, label) in enumerate(sources):
+        os.symlink(path, root / "videos" / f"clip{k}.mp4")
+        samples.append((str(root / "videos" / f"clip{k}.mp4"), label))
+    truncated, text = root / "videos" / "truncated.mp4", root / "videos" / "notes.mp4"
+    raw = Path(sources[0][0]).read_bytes()
+    truncated.write_bytes(raw[: len(raw) // 2])
+    text.write_text("not a video\n" * 50)
+    lines = [f"{Path(path).relative_to(root)} {label}" for path, label in samples]
+    lines.insert(2, f"videos/{truncated.name} 0")
+    lines.insert(7, f"videos/{text.name} 1")
+    (root / "val.txt").write_text("\n".join(lines) + "\n")
+    (root / "train.txt").write_text(lines[0] + "\n")
+    return root, samples, [truncated, text]
+
+
 def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
     ckpt = runtime.load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
@@ -101,8 +133,9 @@ def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--views", "2x3",
                                     "--json", str(workdir / "views.json")))
     expected = runtime.accuracy(torch.stack(one_by_one), labels)
-    assert results["runs"][0]["top1"] == pytest.approx(expected["top1"])
-    assert results["runs"][0]["views"] == "2x3"
+    assert results["runs"][0]["top1"] == pytest.approx(expected["top1"]) == results["top1"]
+    assert results["runs"][0]["views"] == "2x3" == results["views"]
+    assert results["videos"] == len(dataset) and results["unreadable"] == []
     assert json.loads((workdir / "views.json").read_text()) == json.loads(json.dumps(results))
 
 
@@ -117,6 +150,44 @@ def test_zero_shot_is_mean_over_three_splits(workdir, checkpoint, standins, name
     assert results["top1_mean"] == pytest.approx(sum(run["top1"] for run in runs) / 3)
 
 
+def test_unreadable_test_videos_are_left_out_and_listed(workdir, checkpoint, list_with_unreadable, capsys):
+    root, readable, unreadable = list_with_unreadable
+    for path in unreadable:
+        with pytest.raises(data.VideoReadError):
+            data.load_video(path, 2)
+    results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "list", "--data-root", str(root),
+                                    "--views", "1x1", "--json", str(workdir / "list10.json")))
+    printed = capsys.readouterr().out
+    assert "top-1" in printed and "over 8 of 10 videos, 2 unreadable" in printed
+    assert all(str(path) in printed for path in unreadable)
+    assert results["videos"] == 8 and [item["path"] for item in results["unreadable"]] == [str(p) for p in unreadable]
+    assert all(item["reason"] for item in results["unreadable"])
+    assert json.loads((workdir / "list10.json").read_text()) == json.loads(json.dumps(results))
+    # the same numbers by hand, from the model on the 8 readable videos alone
+    ckpt = runtime.load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
+    alone = data.VideoDataset(readable, ckpt["class_names"], num_frames=2, size=64)
+    with torch.no_grad():
+        correct = [model(alone[i][0][None]).argmax(-1).item() == label for i, (_, label) in enumerate(readable)]
+    per_class = {}
+    for (_, label), hit in zip(readable, correct):
+        per_class.setdefault(ckpt["class_names"][label], []).append(hit)
+    per_class = {name: sum(hits) / len(hits) for name, hits in per_class.items()}
+    assert results["top1"] == pytest.approx(sum(correct) / 8)
+    assert results["per_class"] == pytest.approx(per_class) and len(per_class) == len(ckpt["class_names"])
+    assert results["mean_class"] == pytest.approx(sum(per_class.values()) / len(per_class))
+    # train.py's short form counts the two as left out
+    test_set = data.build_dataset("list", root, "val", num_frames=2, size=64)
+    probs, labels, left_out = runtime.predict(model, test_set, torch.device("cpu"), "off", batch_size=4)
+    assert probs.shape == (8, len(ckpt["class_names"])) and labels.tolist() == [y for _, y in readable]
+    assert left_out == 2
+    with pytest.raises(SystemExit) as error:
+        evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "list", "--data-root", str(root),
+                              "--views", "1x1", "--strict"))
+    message = str(error.value.code)
+    assert str(unreadable[0]) in message and "--strict" in message and "\n" not in message, message
+
+
 def test_zero_shot_k600_subsets(workdir, checkpoint, standins):
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "k600",
                                     "--data-root", str(standins["k600"]),
@@ -125,6 +196,7 @@ def test_zero_shot_k600_subsets(workdir, checkpoint, standins):
     runs = results["runs"]
     assert [run["subset"] for run in runs] == [1, 2, 3]
     assert all(run["classes"] == 2 and run["videos"] == 4 for run in runs)  # 2 classes x 2 videos each
+    assert all(len(run["per_class"]) == 2 and set(run["per_class"]) <= set(K600_NEW) for run in runs)
     top1 = torch.tensor([run["top1"] for run in runs], dtype=torch.float64)
     assert results["top1_mean"] == pytest.approx(top1.mean().item())
     assert results["top1_std"] == pytest.approx(top1.std(unbiased=False).item())
@@ -159,13 +231,17 @@ def test_single_video_prints_classes_and_units(workdir, checkpoint, capsys):
         assert f"{unit['unit']} ({unit['kind']})" in printed
 
 
-def test_two_processes_give_the_same_numbers(workdir, checkpoint):
-    one = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--json", str(workdir / "one.json")))
-    evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--gpus", "2", "--json", str(workdir / "two.json")))
+def test_two_processes_give_the_same_numbers(workdir, checkpoint, list_with_unreadable):
+    """Also the unreadable videos, one on each process, come back together in sample order."""
+    root = str(list_with_unreadable[0])
+    argv = ["--ckpt", str(checkpoint), "--data", "list", "--data-root", root, "--views", "1x1"]
+    one = evaluation.main(small(workdir, *argv, "--json", str(workdir / "one.json")))
+    evaluation.main(small(workdir, *argv, "--gpus", "2", "--json", str(workdir / "two.json")))
     two = json.loads((workdir / "two.json").read_text())
-    for a, b in zip(one["runs"], two["runs"]):
-        assert a["videos"] == b["videos"] and a["top1"] == b["top1"] and a["top5"] == b["top5"]
-        assert a["mean_class"] == pytest.approx(b["mean_class"])
+    assert one["videos"] == two["videos"] == 8 and one["top1"] == two["top1"] and one["top5"] == two["top5"]
+    assert one["unreadable"] == two["unreadable"] and len(two["unreadable"]) == 2
+    assert one["mean_class"] == pytest.approx(two["mean_class"])
+    assert one["per_class"] == pytest.approx(two["per_class"])
 
 
 def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
