@@ -6,6 +6,7 @@ In:  a dataset layout on disk (`build_dataset(name, root, split)`; the layouts a
 Out: `VideoDataset[i] -> (video, label, replaced)`, video float32 normalised with CLIP's mean/std,
      (T, 3, S, S) for one view or (V, T, 3, S, S) for V = temporal x spatial test views; in evaluation an
      unreadable video gives `{"path", "reason"}` instead, which runtime.predictions leaves out and lists.
+     `k600_zero_shot_splits()`: the three published 160-class Kinetics-600 zero-shot splits (labels/).
 
 Frames are indexed in decode order: frame k is the k-th frame a full `container.decode()` yields. Timestamps are
 never used to sort frames or to turn a time into an index; `load_video` seeks to a keyframe only when that is
@@ -633,6 +634,24 @@ def read_class_names(name, root=None):
     if name == "synthetic" and not (root / "labels.txt").is_file():
         return synthetic.synthetic_class_names()
     return _read_layout(name, root, None)[0]
+
+
+LABELS_DIR = Path(__file__).resolve().parent / "labels"
+
+
+def k600_zero_shot_splits():
+    """The three published Kinetics-600 zero-shot splits (ER-ZSAR, Chen & Huang 2021; X-CLIP and ViFi-CLIP report
+    on them): three lists of 160 of the 220 classes new to Kinetics-400, each in its file's order, from
+    labels/k600_zero_shot_split{1,2,3}.csv (a '#' source line, then id,name rows)."""
+    splits = []
+    for number in (1, 2, 3):
+        path = LABELS_DIR / f"k600_zero_shot_split{number}.csv"
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+        rows = list(csv.reader(lines))
+        if rows[0] != ["id", "name"]:
+            raise ValueError(f"{path}: expected the header id,name")
+        splits.append([name for _, name in rows[1:]])
+    return splits
 
 
 def few_shot_samples(samples, num_classes, shots, seed=0, class_names=None):

@@ -11,15 +11,17 @@ Protocols (DESIGN.md, "Protocols"):
   scored alone; the softmax probabilities are averaged over the views (our reading of "multi-view averaging").
 - zero-shot, when the dataset's class names differ from the checkpoint's: the model's label set and SU bank are
   swapped for the target's (ASU.set_class_names). UCF-101 / HMDB-51: mean (and std) over the three official test
-  splits. Kinetics-600 (`--data k600`: a Kinetics-400-style layout with 600 classes): the 220 classes new to
-  Kinetics-600 (`--k600-new-classes FILE`), three random 160-class subsets, each evaluated as a 160-way task on
-  its own videos, reported as mean +- std.
+  splits. Kinetics-600 (`--data k600`: a Kinetics-400-style layout with 600 classes): the three published splits
+  of 160 of the 220 classes new to Kinetics-600 (data.k600_zero_shot_splits, the files in labels/), each
+  evaluated as a 160-way task on its own videos, reported as mean +- std; `--k600-new-classes FILE` draws random
+  subsets of another list instead.
 - few-shot (`--shots K`): a checkpoint trained with `train.py --shots K`, evaluated on split-1 test.
 - one video (`--video clip.mp4`): the top-5 classes and the semantic units the video attended to most (the SU
   selection weights, averaged over frames and visual tokens).
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +48,10 @@ def build_parser():
                    help="few-shot protocol: the checkpoint must come from train.py --shots K; split-1 test "
                    "(default: none)")
     p.add_argument("--k600-new-classes", default=None,
-                   help="file of the 220 Kinetics-600 classes absent from Kinetics-400, one per line "
-                   "(default: the K600 names not among the checkpoint's)")
-    p.add_argument("--k600-subsets", type=int, default=3, help="number of random class subsets of the K600 protocol")
-    p.add_argument("--k600-subset-size", type=int, default=160, help="classes per K600 subset")
+                   help="file of Kinetics-600 classes, one per line, to draw random class subsets from instead of "
+                   "the three published zero-shot splits (default: none, the published splits in labels/)")
+    p.add_argument("--k600-subsets", type=int, default=3, help="random class subsets drawn from --k600-new-classes")
+    p.add_argument("--k600-subset-size", type=int, default=160, help="classes per subset of --k600-new-classes")
     p.add_argument("--views", default=None,
                    help="temporal x spatial test views, e.g. 4x3 (default per dataset: "
                    + ", ".join(f"{name} {DATASET_DEFAULTS[name]['views']}" for name in DATASETS) + ")")
@@ -67,7 +69,7 @@ def build_parser():
     p.add_argument("--amp", default=None, choices=("bf16", "fp16", "off"),
                    help="mixed precision (default: on CUDA bf16 where supported, else fp16; on the CPU bf16 where "
                    "it is native, else off)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the K600 class subsets")
+    p.add_argument("--seed", type=int, default=0, help="seed of the class subsets of --k600-new-classes")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable test video instead of leaving it out and listing it")
     p.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache" / "text"),
@@ -156,32 +158,50 @@ def evaluate(model, dataset, args, device, **info):
     return result
 
 
-def k600_protocol(model, args, data_args, views, device, ckpt):
-    """Zero-shot on the Kinetics-600 classes new to Kinetics-400: random 160-class subsets, mean +- std."""
-    full = test_set(data_args, views)
-    if args.k600_new_classes:
-        lines = Path(args.k600_new_classes).read_text().splitlines()
-        new_names = [line.strip() for line in lines if line.strip()]
-        known = set(full.class_names)
-        for number, name in enumerate(lines, 1):
-            if name.strip() and name.strip() not in known:
-                fail(f"{args.k600_new_classes} line {number}: {name.strip()!r} is not a class of {data_args.data_root}")
-    else:
-        seen = set(ckpt["class_names"])
-        new_names = [name for name in full.class_names if name not in seen]
+def k600_splits(args, class_names, root):
+    """The class lists of the K600 protocol: the published splits, or random subsets of --k600-new-classes.
+    -> (lists of class names, "split" or "subset")."""
+    known = set(class_names)
+    if not args.k600_new_classes:
+        splits = data.k600_zero_shot_splits()
+        for number, split in enumerate(splits, 1):
+            missing = [name for name in split if name not in known]
+            if missing:
+                fail(f"--data-root {root}: {len(missing)} classes of Kinetics-600 zero-shot split {number} are not "
+                     f"among its classes (e.g. {missing[0]!r}); --k600-new-classes takes another list")
+        return splits, "split"
+    lines = Path(args.k600_new_classes).read_text().splitlines()
+    new_names = [line.strip() for line in lines if line.strip()]
+    for number, name in enumerate(lines, 1):
+        if name.strip() and name.strip() not in known:
+            fail(f"{args.k600_new_classes} line {number}: {name.strip()!r} is not a class of {root}")
     if len(new_names) < args.k600_subset_size:
         fail(f"--k600-subset-size {args.k600_subset_size}: only {len(new_names)} new classes")
     rng = np.random.default_rng(args.seed)
+    return [[new_names[i] for i in sorted(rng.choice(len(new_names), args.k600_subset_size, replace=False))]
+            for _ in range(args.k600_subsets)], "subset"
+
+
+def k600_protocol(model, args, data_args, views, device, ckpt):
+    """Zero-shot on Kinetics-600 classes new to Kinetics-400: each split (or subset) a task of its own classes on
+    their videos; mean +- std over them."""
+    full = test_set(data_args, views)
+    splits, kind = k600_splits(args, full.class_names, data_args.data_root)
     runs = []
-    for subset_index in range(args.k600_subsets):
-        subset = [new_names[i] for i in sorted(rng.choice(len(new_names), args.k600_subset_size, replace=False))]
-        position = {name: i for i, name in enumerate(subset)}
+    for number, split in enumerate(splits, 1):
+        trained_on = set(split) & set(ckpt["class_names"])
+        if trained_on and rank_and_world()[0] == 0:
+            print(f"note: {len(trained_on)} classes of {kind} {number} are among the checkpoint's training classes "
+                  f"(e.g. {sorted(trained_on)[0]!r}): not zero-shot for them", file=sys.stderr)
+        position = {name: i for i, name in enumerate(split)}
         samples = [(path, position[full.class_names[label]]) for path, label in full.samples
                    if full.class_names[label] in position]
-        dataset = data.VideoDataset(samples, subset, num_frames=data_args.frames, size=data_args.size, train=False,
+        if not samples:
+            fail(f"--data-root {data_args.data_root}: no test video of the classes of K600 {kind} {number}")
+        dataset = data.VideoDataset(samples, split, num_frames=data_args.frames, size=data_args.size, train=False,
                                     views=views, seed=data_args.seed)
-        model.set_class_names(subset, target_units(args, subset))
-        runs.append(evaluate(model, dataset, args, device, data="k600", subset=subset_index + 1,
+        model.set_class_names(split, target_units(args, split))
+        runs.append(evaluate(model, dataset, args, device, data="k600", **{kind: number},
                              views=f"{views[0]}x{views[1]}"))
     return summarize("zero-shot k600", runs)
 

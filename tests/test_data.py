@@ -1,8 +1,10 @@
 """data.py: frame-exact decoding (against a full decode), every dataset layout, sampling, views, transforms,
-randomness independent of workers, few-shot subsets, robustness to bad files (replaced in training, left out in
-evaluation), and the synthetic set."""
+randomness independent of workers, few-shot subsets, the Kinetics-600 zero-shot splits, robustness to bad files
+(replaced in training, left out in evaluation), and the synthetic set."""
+import csv
 import logging
 import os
+import re
 import struct
 import sys
 from fractions import Fraction
@@ -445,6 +447,34 @@ def test_few_shot_nested_reproducible_and_reusable(tmp_path):
     assert test.samples == data.build_dataset("ucf101", tmp_path, "val").samples   # split-1 test, complete
     with pytest.raises(ValueError, match="too few|only"):
         data.build_dataset("ucf101", tmp_path, "train", shots=32, list_out=tmp_path / "big.txt")
+
+
+def spelling_free(name):
+    """A class name reduced to what no spelling of it in either Kinetics changes: lower-case letters only, no
+    parenthesised qualifier ('opening bottle (not wine)'), and Kinetics' respelling of 'dying' as 'dyeing'."""
+    name = re.sub(r"\(.*?\)", "", name.lower()).replace("dyeing", "dying")
+    return re.sub(r"[^a-z]", "", name)
+
+
+def test_k600_zero_shot_splits_are_published_new_classes():
+    k400 = official_labels("kinetics400")
+    splits = data.k600_zero_shot_splits()
+    assert len(splits) == 3
+    for number, split in enumerate(splits, 1):
+        assert len(split) == 160 == len(set(split))
+        assert all(re.fullmatch(r"[a-z][a-z ()]*[a-z)]", name) for name in split)   # Kinetics' lower-case names
+        lines = (data.LABELS_DIR / f"k600_zero_shot_split{number}.csv").read_text().splitlines()
+        assert lines[0].startswith("# ") and "source" in lines[0].lower()            # where the split comes from
+        rows = list(csv.reader(lines[2:]))
+        assert [int(i) for i, _ in rows] == list(range(160)) and [name for _, name in rows] == split   # file order
+    union = set().union(*splits)
+    assert 160 < len(union) <= 220   # three different draws from the 220 classes new to Kinetics-600
+    k400_spellings = {spelling_free(name) for name in k400}
+    # the reduction maps Kinetics-600's (and other copies') spellings of Kinetics-400 classes onto them, so the
+    # check below would catch a renamed old class
+    for old_class in ("dyeing hair", "Dying_Hair", "opening bottle (not wine)", "passing american football"):
+        assert spelling_free(old_class) in k400_spellings
+    assert sorted(name for name in union if spelling_free(name) in k400_spellings) == []
 
 
 # -------------------------------------------------------------------------------------------------------- robustness

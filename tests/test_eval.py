@@ -1,7 +1,7 @@
 """eval.py: multi-view scores are the mean of the single views' softmax; an unreadable test video is left out of
 every number and listed, and --strict stops at it; zero-shot on UCF-101 / HMDB-51 averages the three test splits and
-on Kinetics-600 evaluates random subsets of the new classes; the few-shot protocol evaluates a --shots K
-checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several processes
+on Kinetics-600 the three published splits (or random subsets of a given list); the few-shot protocol evaluates a
+--shots K checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several processes
 give the same numbers as one; bad input ends with one line.
 
 The UCF-101, HMDB-51, Kinetics-600 and list layouts are small stand-ins built in a temporary folder from synthetic
@@ -25,9 +25,10 @@ from model import model_from_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball"]
 HMDB_CLASSES = ["brush_hair", "cartwheel", "catch"]
-K600_CLASSES = ["abseiling", "acting in play", "adjusting glasses", "air drumming", "alligator wrestling",
-                "answering questions"]
-K600_NEW = ["acting in play", "adjusting glasses", "alligator wrestling", "answering questions"]
+# the K600 stand-in has every class of the published splits, and two test videos for each of these (abseiling is a
+# Kinetics-400 class, in no split; the others are in one, two or all three splits)
+K600_WITH_VIDEOS = ["abseiling", "acting in play", "adjusting glasses", "alligator wrestling", "arguing"]
+K600_NEW = ["acting in play", "adjusting glasses", "alligator wrestling", "arguing"]
 
 
 def small(workdir, *extra):
@@ -50,7 +51,8 @@ def clips(workdir):
 
 @pytest.fixture(scope="module")
 def standins(workdir):
-    """UCF-101, HMDB-51 and Kinetics-600 layouts of 3 (3, 6) classes, whose videos link to synthetic clips."""
+    """UCF-101 and HMDB-51 layouts of 3 classes and a Kinetics-600 one with the classes of the published zero-shot
+    splits (train.csv names them, val.csv has videos for K600_WITH_VIDEOS); the videos link to synthetic clips."""
     sources = iter(clips(workdir) * 3)
     ucf, hmdb, k600 = workdir / "ucf101", workdir / "hmdb51", workdir / "k600"
     (ucf / "ucfTrainTestlist").mkdir(parents=True)
@@ -75,10 +77,15 @@ def standins(workdir):
             os.symlink(next(sources), hmdb / "videos" / name / f"{name}_{k}.avi")
     (k600 / "annotations").mkdir(parents=True)
     (k600 / "videos" / "val").mkdir(parents=True)
+    with open(k600 / "annotations" / "train.csv", "w", newline="") as f:   # its videos are never read
+        writer = csv.writer(f)
+        writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+        for k, name in enumerate(sorted(set(K600_WITH_VIDEOS).union(*data.k600_zero_shot_splits()))):
+            writer.writerow([name, f"train{k:04d}", 0, 10, "train"])
     with open(k600 / "annotations" / "val.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
-        for name in K600_CLASSES:
+        for name in K600_WITH_VIDEOS:
             for k in range(2):
                 youtube_id = f"{name.replace(' ', '')[:8]}{k:03d}"
                 writer.writerow([name, youtube_id, 10, 20, "val"])
@@ -188,6 +195,23 @@ def test_unreadable_test_videos_are_left_out_and_listed(workdir, checkpoint, lis
     assert str(unreadable[0]) in message and "--strict" in message and "\n" not in message, message
 
 
+def test_zero_shot_k600_published_splits(workdir, checkpoint, standins, capsys):
+    results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "k600",
+                                    "--data-root", str(standins["k600"]), "--views", "1x1"))
+    printed = capsys.readouterr().out
+    runs = results["runs"]
+    assert results["protocol"] == "zero-shot k600" and [run["split"] for run in runs] == [1, 2, 3]
+    for run, split in zip(runs, data.k600_zero_shot_splits()):
+        with_videos = [name for name in K600_WITH_VIDEOS if name in split]
+        assert run["classes"] == 160 and run["videos"] == 2 * len(with_videos) and run["unreadable"] == []
+        assert sorted(run["per_class"]) == sorted(with_videos)
+    assert len({run["videos"] for run in runs}) > 1   # the splits differ in which stand-in classes they hold
+    top1 = torch.tensor([run["top1"] for run in runs], dtype=torch.float64)
+    assert results["top1_mean"] == pytest.approx(top1.mean().item())
+    assert results["top1_std"] == pytest.approx(top1.std(unbiased=False).item())
+    assert f"{results['top1_mean']:.4f} +- {results['top1_std']:.4f} over the 3 splits" in printed
+
+
 def test_zero_shot_k600_subsets(workdir, checkpoint, standins):
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "k600",
                                     "--data-root", str(standins["k600"]),
@@ -248,6 +272,10 @@ def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
     """Each error is a single line that names the argument or file at fault."""
     clip_state = tmp_path / "clip_state.pt"
     torch.save({"visual.proj": torch.zeros(1)}, clip_state)
+    no_splits = tmp_path / "k600_no_splits"
+    (no_splits / "annotations").mkdir(parents=True)
+    (no_splits / "annotations" / "val.csv").write_text("label,youtube_id,time_start,time_end,split\n"
+                                                       "abseiling,abc,0,10,val\n")
     ckpt = runtime.load_checkpoint(checkpoint)
     ckpt["args"] = dict(ckpt["args"], decoder_layers=0, mra_layers=0)
     other_model = tmp_path / "other_model.pt"
@@ -267,6 +295,7 @@ def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
         (base + ["--data", "k600", "--data-root", str(standins["k600"]), "--k600-new-classes", str(bad_classes)],
          f"{bad_classes} line 2"),
         (base + ["--video", str(not_video)], "--video"),
+        (base + ["--data", "k600", "--data-root", str(no_splits)], "classes of Kinetics-600 zero-shot split 1"),
     ]
     for argv, expected in cases:
         with pytest.raises(SystemExit) as error:
