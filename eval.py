@@ -117,13 +117,16 @@ def target_units(args, class_names):
     return semantic_units.extract_semantic_units(class_names, descriptions)
 
 
-def test_set(data_args, views, fold=1):
-    """The test split ("val") of the dataset in data_args; bad input ends in one line. Unreadable videos are left
-    out, not replaced; --strict is applied when they are met (runtime.predictions), as an error raised inside a
-    DataLoader worker would come back as a traceback."""
+def test_set(data_args, views, fold=1, missing_hint=""):
+    """The test split ("val") of the dataset in data_args; bad input ends in one line (a missing file's with
+    `missing_hint` appended). Unreadable videos are left out, not replaced; --strict is applied when they are
+    met (runtime.predictions), as an error raised inside a DataLoader worker would come back as a traceback."""
     with one_line_errors():
-        return data.build_dataset(data_args.data, data_args.data_root, "val", num_frames=data_args.frames,
-                                  size=data_args.size, views=views, seed=data_args.seed, fold=fold)
+        try:
+            return data.build_dataset(data_args.data, data_args.data_root, "val", num_frames=data_args.frames,
+                                      size=data_args.size, views=views, seed=data_args.seed, fold=fold)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{str(e).splitlines()[0]}{missing_hint}") from None
 
 
 def summarize(name, runs):
@@ -285,7 +288,8 @@ def run_protocol(args, device):
     zero_shot = list(datasets[0].class_names) != list(ckpt["class_names"])
     if zero_shot:
         if name in ("ucf101", "hmdb51") and args.split is None:  # the zero-shot protocol: all three test splits
-            datasets += [test_set(data_args, views, fold) for fold in (2, 3)]
+            hint = "; zero-shot averages the three test splits: add --split 1 to evaluate split 1 alone"
+            datasets += [test_set(data_args, views, fold, missing_hint=hint) for fold in (2, 3)]
             folds = [1, 2, 3]
         model.set_class_names(datasets[0].class_names, target_units(args, datasets[0].class_names))
     protocol = ("zero-shot " if zero_shot else f"{args.shots}-shot " if args.shots else "") + name

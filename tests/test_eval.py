@@ -2,7 +2,7 @@
 every number and listed, and --strict stops at it; zero-shot on UCF-101 / HMDB-51 averages the three test splits and
 on Kinetics-600 the three published splits (or random subsets of a given list); the few-shot protocol evaluates a
 --shots K checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several processes
-give the same numbers as one; bad input ends with one line.
+give the same numbers as one; bad input (a root with split 1 only, ...) ends with one line.
 
 The UCF-101, HMDB-51, Kinetics-600 and list layouts are small stand-ins built in a temporary folder from synthetic
 clips."""
@@ -268,6 +268,21 @@ def test_two_processes_give_the_same_numbers(workdir, checkpoint, list_with_unre
     assert one["per_class"] == pytest.approx(two["per_class"])
 
 
+def split_one_only(standins, name, tmp_path):
+    """A copy of the UCF-101 / HMDB-51 stand-in without the files of splits 2 and 3."""
+    root = tmp_path / f"{name}_split1"
+    for item in standins[name].iterdir():
+        if item.name in ("ucfTrainTestlist", "testTrainMulti_7030_splits"):
+            (root / item.name).mkdir(parents=True)
+            for file in item.iterdir():
+                if not file.name.endswith(("02.txt", "03.txt", "split2.txt", "split3.txt")):
+                    (root / item.name / file.name).write_bytes(file.read_bytes())
+        elif item.is_dir():
+            root.mkdir(exist_ok=True)
+            os.symlink(item, root / item.name)
+    return root
+
+
 def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
     """Each error is a single line that names the argument or file at fault."""
     clip_state = tmp_path / "clip_state.pt"
@@ -296,12 +311,21 @@ def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
          f"{bad_classes} line 2"),
         (base + ["--video", str(not_video)], "--video"),
         (base + ["--data", "k600", "--data-root", str(no_splits)], "classes of Kinetics-600 zero-shot split 1"),
+        (base + ["--data", "ucf101", "--data-root", str(split_one_only(standins, "ucf101", tmp_path))],
+         "testlist02.txt"),
+        (base + ["--data", "hmdb51", "--data-root", str(split_one_only(standins, "hmdb51", tmp_path))],
+         "_test_split2.txt"),
     ]
     for argv, expected in cases:
         with pytest.raises(SystemExit) as error:
             evaluation.main(argv)
         message = str(error.value.code)
         assert expected in message and "\n" not in message, (argv, message)
+        if "split1" in argv[-1]:
+            assert "add --split 1" in message, message
+    one_split = evaluation.main(base + ["--data", "ucf101", "--split", "1",
+                                        "--data-root", str(split_one_only(standins, "ucf101", tmp_path / "again"))])
+    assert one_split["split"] == 1 and one_split["videos"] == 3   # what the hint says works
 
 
 def test_cli_error_has_no_traceback(tmp_path):
