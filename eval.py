@@ -203,7 +203,7 @@ def k600_protocol(model, args, data_args, views, device, ckpt):
             fail(f"--data-root {data_args.data_root}: no test video of the classes of K600 {kind} {number}")
         dataset = data.VideoDataset(samples, split, num_frames=data_args.frames, size=data_args.size, train=False,
                                     views=views, seed=data_args.seed)
-        model.set_class_names(split, target_units(args, split))
+        model.set_class_names(split, target_units(args, split), progress=not args.no_progress)
         runs.append(evaluate(model, dataset, args, device, data="k600", **{kind: number},
                              views=f"{views[0]}x{views[1]}"))
     return summarize("zero-shot k600", runs)
@@ -256,7 +256,7 @@ def eval_worker(args, device):
 def run_protocol(args, device):
     ckpt = runtime.load_checkpoint(args.ckpt)
     with one_line_errors():
-        model = model_from_checkpoint(ckpt, args.ckpt, args.cache_dir).to(device)
+        model = model_from_checkpoint(ckpt, args.ckpt, args.cache_dir, progress=not args.no_progress).to(device)
     trained = argparse.Namespace(**ckpt["args"])
     args.frames = args.frames or trained.frames
     args.size = args.size or trained.size
@@ -291,7 +291,8 @@ def run_protocol(args, device):
             hint = "; zero-shot averages the three test splits: add --split 1 to evaluate split 1 alone"
             datasets += [test_set(data_args, views, fold, missing_hint=hint) for fold in (2, 3)]
             folds = [1, 2, 3]
-        model.set_class_names(datasets[0].class_names, target_units(args, datasets[0].class_names))
+        model.set_class_names(datasets[0].class_names, target_units(args, datasets[0].class_names),
+                              progress=not args.no_progress)
     protocol = ("zero-shot " if zero_shot else f"{args.shots}-shot " if args.shots else "") + name
     official_splits = name in ("ucf101", "hmdb51")
     runs = [evaluate(model, dataset, args, device, data=name, **({"split": fold} if official_splits else {}),

@@ -2,7 +2,8 @@
 every number and listed, and --strict stops at it; zero-shot on UCF-101 / HMDB-51 averages the three test splits and
 on Kinetics-600 the three published splits (or random subsets of a given list); the few-shot protocol evaluates a
 --shots K checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several processes
-give the same numbers as one; bad input (a root with split 1 only, ...) ends with one line.
+give the same numbers as one; large text sets get a progress bar; bad input (a root with split 1 only, ...) ends
+with one line.
 
 The UCF-101, HMDB-51, Kinetics-600 and list layouts are small stand-ins built in a temporary folder from synthetic
 clips."""
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import clip_vit
 import data
 import eval as evaluation
 import runtime
@@ -266,6 +268,16 @@ def test_two_processes_give_the_same_numbers(workdir, checkpoint, list_with_unre
     assert one["unreadable"] == two["unreadable"] and len(two["unreadable"]) == 2
     assert one["mean_class"] == pytest.approx(two["mean_class"])
     assert one["per_class"] == pytest.approx(two["per_class"])
+
+
+def test_text_encoding_bar_only_for_large_sets(capsys):
+    model = clip_vit.tiny_clip()
+    for count, progress, shown in ((clip_vit.PROGRESS_MIN_TEXTS + 1, True, True),
+                                   (clip_vit.PROGRESS_MIN_TEXTS + 1, False, False),
+                                   (clip_vit.PROGRESS_MIN_TEXTS, True, False)):
+        embeddings = clip_vit.encode_texts(model, [f"text {k}" for k in range(count)], progress=progress)
+        assert embeddings.shape == (count, model.embed_dim)
+        assert ("encoding texts" in capsys.readouterr().err) == shown, (count, progress)
 
 
 def split_one_only(standins, name, tmp_path):
