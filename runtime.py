@@ -10,14 +10,17 @@ It imports no other file of this project (they import it).
   scored samples, their indices, and the unreadable samples left out ({"path", "reason"}), gathered over ranks in
   sample order; `predict` is its short form (probs, labels, videos replaced or left out) for train.py;
   `accuracy(probs, labels, class_names)` -> top-1, top-5, mean per-class top-1, top-1 per class.
-- Files: `atomic_write(path)` (temporary file, then rename), `save_checkpoint`, `load_checkpoint`.
+- Files: `atomic_write(path)` (temporary file, then rename), `save_checkpoint`, `load_checkpoint` (which names
+  what a file is when it is not a train.py checkpoint: a CLIP file, a video, ...).
 - Errors a user can fix end in one line on stderr, no traceback: `fail(message)`, `one_line_errors()`.
 - DATASET_DEFAULTS: the per-dataset defaults of both command lines (DESIGN.md, "Per-dataset defaults").
 """
 import argparse
 import contextlib
 import os
+import re
 import socket
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,14 +115,60 @@ def save_checkpoint(state, path):
         torch.save(state, file)
 
 
+# (offset, bytes) that open the video containers of the datasets: mp4 / mov, avi, mkv / webm
+VIDEO_SIGNATURES = ((4, b"ftyp"), (8, b"AVI "), (0, b"\x1aE\xdf\xa3"))
+CLIP_STATE_KEYS = ("visual.proj", "text_projection", "visual.conv1.weight")
+
+
+def _not_a_checkpoint(path):
+    """What a file that torch.load must not be asked about is (a video, a TorchScript archive), or None. Checked
+    first because torch's own errors for these files advise loading them with weights_only=False."""
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if any(head[offset:offset + len(magic)] == magic for offset, magic in VIDEO_SIGNATURES):
+        return "is not a checkpoint (a video file?)"
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if not any(name.endswith("constants.pkl") for name in names):   # torch.save archives have none
+            return None
+        # OpenAI's released CLIP files are TorchScript archives of their class CLIP (clip/model.py)
+        is_clip = any("class CLIP(" in archive.read(name).decode("utf-8", "replace") for name in names
+                      if "/code/" in name and name.endswith(".py"))
+    if is_clip:
+        return ("is a CLIP checkpoint (OpenAI's TorchScript file), not one written by train.py "
+                "(train.py --clip takes it)")
+    return "is a TorchScript archive, not a checkpoint written by train.py"
+
+
 def load_checkpoint(path):
-    """A train.py checkpoint as a dict; anything else ends with one line naming the file."""
+    """A train.py checkpoint as a dict; anything else ends with one line naming the file and what it is."""
     if not Path(path).is_file():
         fail(f"checkpoint {path}: no such file")
+    what = _not_a_checkpoint(path)
+    if what:
+        fail(f"checkpoint {path} {what}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or pickled objects we do not load
-        fail(f"checkpoint {path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        # torch's message starts with advice to load with weights_only=False; the cause comes later in it
+        message = str(e)
+        pickled = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+        if pickled:
+            fail(f"checkpoint {path} holds a pickled Python object ({pickled.group(1)}), not a checkpoint written "
+                 "by train.py (tensors, numbers, strings)")
+        if "PytorchStreamReader" in message:
+            fail(f"checkpoint {path} is damaged or truncated (a PyTorch archive that cannot be read)")
+        with open(path, "rb") as file:
+            head = file.read(4)
+        if head != b"PK\x03\x04" and head[:1] != b"\x80":   # torch.save's zip format, its older pickle format
+            fail(f"checkpoint {path} is not a PyTorch file, so not a checkpoint written by train.py")
+        cause = re.search(r"WeightsUnpickler error: ([^\n]*)", message)
+        fail(f"checkpoint {path} cannot be read as a checkpoint written by train.py "
+             f"({cause.group(1) if cause else type(e).__name__})")
+    if isinstance(state, dict) and any(key in state for key in CLIP_STATE_KEYS):
+        fail(f"checkpoint {path} is a CLIP state dict, not written by train.py (train.py --clip takes it)")
     if not isinstance(state, dict) or not {"model", "args", "class_names"} <= state.keys():
         fail(f"checkpoint {path}: not written by train.py (needs the keys model, args, class_names)")
     return state

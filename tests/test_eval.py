@@ -2,8 +2,8 @@
 every number and listed, and --strict stops at it; zero-shot on UCF-101 / HMDB-51 averages the three test splits and
 on Kinetics-600 the three published splits (or random subsets of a given list); the few-shot protocol evaluates a
 --shots K checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several processes
-give the same numbers as one; large text sets get a progress bar; bad input (a root with split 1 only, ...) ends
-with one line.
+give the same numbers as one; large text sets get a progress bar; bad input (a CLIP file or a video as --ckpt, a
+root with split 1 only, ...) ends with one line.
 
 The UCF-101, HMDB-51, Kinetics-600 and list layouts are small stand-ins built in a temporary folder from synthetic
 clips."""
@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,13 @@ def test_two_processes_give_the_same_numbers(workdir, checkpoint, list_with_unre
     assert one["per_class"] == pytest.approx(two["per_class"])
 
 
+class CLIP(torch.nn.Module):
+    """Stands in for OpenAI's CLIP class, whose released files are TorchScript archives of it."""
+
+    def forward(self, x):
+        return x * 2
+
+
 def test_text_encoding_bar_only_for_large_sets(capsys):
     model = clip_vit.tiny_clip()
     for count, progress, shown in ((clip_vit.PROGRESS_MIN_TEXTS + 1, True, True),
@@ -296,9 +304,17 @@ def split_one_only(standins, name, tmp_path):
 
 
 def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
-    """Each error is a single line that names the argument or file at fault."""
+    """Each error is a single line that names the argument or file at fault, and what it is."""
     clip_state = tmp_path / "clip_state.pt"
     torch.save({"visual.proj": torch.zeros(1)}, clip_state)
+    clip_file = tmp_path / "ViT-B-16.pt"
+    with warnings.catch_warnings():   # TorchScript is deprecated, but OpenAI's CLIP files are TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(CLIP()).save(str(clip_file))
+    pickled = tmp_path / "pickled_module.pt"
+    torch.save(CLIP(), pickled)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(Path(checkpoint).read_bytes()[:100000])
     no_splits = tmp_path / "k600_no_splits"
     (no_splits / "annotations").mkdir(parents=True)
     (no_splits / "annotations" / "val.csv").write_text("label,youtube_id,time_start,time_end,split\n"
@@ -316,7 +332,11 @@ def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
         (base + ["--data", "kinetics"], "invalid choice"),
         (base + ["--data", "ucf101", "--data-root", str(tmp_path / "missing")], "--data-root"),
         (small(workdir, "--ckpt", str(tmp_path / "missing.pt")), "--ckpt"),
-        (small(workdir, "--ckpt", str(clip_state)), "not written by train.py"),
+        (small(workdir, "--ckpt", str(clip_state)), "is a CLIP state dict, not written by train.py"),
+        (small(workdir, "--ckpt", str(clip_file)), "is a CLIP checkpoint (OpenAI's TorchScript file), not one written"),
+        (small(workdir, "--ckpt", str(clips(workdir)[0])), "is not a checkpoint (a video file?)"),
+        (small(workdir, "--ckpt", str(pickled)), "holds a pickled Python object"),
+        (small(workdir, "--ckpt", str(truncated)), "is damaged or truncated"),
         (small(workdir, "--ckpt", str(other_model)), "another model"),
         (["--ckpt", str(checkpoint), "--gpus", str(max(2, torch.cuda.device_count() + 1))], "--gpus"),
         (base + ["--data", "k600", "--data-root", str(standins["k600"]), "--k600-new-classes", str(bad_classes)],
@@ -332,7 +352,7 @@ def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
         with pytest.raises(SystemExit) as error:
             evaluation.main(argv)
         message = str(error.value.code)
-        assert expected in message and "\n" not in message, (argv, message)
+        assert expected in message and "\n" not in message and "weights_only" not in message, (argv, message)
         if "split1" in argv[-1]:
             assert "add --split 1" in message, message
     one_split = evaluation.main(base + ["--data", "ucf101", "--split", "1",
@@ -348,3 +368,4 @@ def test_cli_error_has_no_traceback(tmp_path):
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(not_ckpt) in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert "is not a PyTorch file" in lines[0], lines[0]
