@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from tqdm import tqdm
 
-from runtime import atomic_write
+from runtime import atomic_write, rank_and_world
 
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
@@ -194,12 +194,18 @@ def tiny_clip(seed=0, image_resolution=112):
     return model
 
 
+# more texts than this get a progress bar: a small label set stays quiet, while a Kinetics-size one (400 class
+# names, and an SU bank of its own) kept ViT-B/16 busy for about 45 s on a CPU with no output
+PROGRESS_MIN_TEXTS = 300
+
+
 @torch.no_grad()
-def encode_texts(model, texts, batch_size=256, cache_dir=None):
+def encode_texts(model, texts, batch_size=256, cache_dir=None, progress=False):
     """L2-normalised text embeddings (N, D), fp32. The one place text embeddings are computed (class names, SUs).
 
     With `cache_dir`, results are stored under a key made of the text tower's weights and the texts, so a frozen
-    text encoder is run once per run configuration, not once per process.
+    text encoder is run once per run configuration, not once per process. progress=True shows a tqdm bar on
+    rank 0 when more than PROGRESS_MIN_TEXTS texts are encoded (not read from the cache).
     """
     texts = list(texts)
     cache_file = None
@@ -214,10 +220,14 @@ def encode_texts(model, texts, batch_size=256, cache_dir=None):
             return torch.load(cache_file, map_location="cpu", weights_only=True).to(model.text_projection.device)
     device = model.text_projection.device
     chunks = []
+    show = progress and len(texts) > PROGRESS_MIN_TEXTS and rank_and_world()[0] == 0
+    bar = tqdm(total=len(texts), desc="encoding texts", unit="text", disable=not show, leave=False)
     for start in range(0, len(texts), batch_size):
         tokens = tokenize(texts[start:start + batch_size], model.context_length, truncate=True).to(device)
         with torch.autocast(device.type, enabled=False):
             chunks.append(F.normalize(model.encode_text(tokens).float(), dim=-1))  # (n, D)
+        bar.update(len(tokens))
+    bar.close()
     embeddings = torch.cat(chunks) if chunks else torch.zeros(0, model.embed_dim, device=device)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@ HMDB-51; the synthetic embedded default is rendered by synthetic.py and read her
 
 In:  a dataset layout on disk (`build_dataset(name, root, split)`; the layouts are drawn in DESIGN.md).
 Out: `VideoDataset[i] -> (video, label, replaced)`, video float32 normalised with CLIP's mean/std,
-     (T, 3, S, S) for one view or (V, T, 3, S, S) for V = temporal x spatial test views.
+     (T, 3, S, S) for one view or (V, T, 3, S, S) for V = temporal x spatial test views; in evaluation an
+     unreadable video gives `{"path", "reason"}` instead, which runtime.predictions leaves out and lists.
+     `k600_zero_shot_splits()`: the three published 160-class Kinetics-600 zero-shot splits (labels/).
 
 Frames are indexed in decode order: frame k is the k-th frame a full `container.decode()` yields. Timestamps are
 never used to sort frames or to turn a time into an index; `load_video` seeks to a keyframe only when that is
@@ -380,14 +382,17 @@ class VideoDataset(torch.utils.data.Dataset):
     video: (T, 3, S, S) float32 for views == (1, 1), else (V, T, 3, S, S) with V = temporal * spatial, ordered
     temporal-major. All randomness (frame sampling, augmentation, replacement of unreadable videos) comes from
     np.random.default_rng([seed, epoch, index]), so it does not depend on DataLoader workers or DDP ranks.
-    An unreadable video is logged once per process, counted in `replaced` and replaced by another sample chosen
-    from (seed, epoch, index); strict=True raises VideoReadError instead.
+    An unreadable video is logged once per process (path -> reason in `unreadable`); strict=True raises
+    VideoReadError. Otherwise, with replace_unreadable (default: train) it is counted in `replaced` and replaced by
+    another sample chosen from (seed, epoch, index), so a training epoch keeps its size; without, the item is
+    `{"path": ..., "reason": ...}`, so that an evaluation scores real test videos only and can list the others.
     crop_scale is the area range of the random resized crop; colour=False leaves out colour jitter and grayscale.
     """
 
     def __init__(self, samples, class_names, num_frames=8, size=224, train=False, views=(1, 1), seed=0,
-                 strict=False, crop_scale=CROP_SCALE, colour=True):
+                 strict=False, crop_scale=CROP_SCALE, colour=True, replace_unreadable=None):
         self.crop_scale, self.colour = tuple(crop_scale), colour
+        self.replace_unreadable = train if replace_unreadable is None else bool(replace_unreadable)
         self.samples = [(str(path), int(label)) for path, label in samples]
         self.class_names = list(class_names)
         self.num_frames, self.size, self.train = num_frames, size, train
@@ -418,9 +423,10 @@ class VideoDataset(torch.utils.data.Dataset):
                                          for v in range(temporal)])
 
     def _read(self, index):
-        """Frames (temporal * T, H, W, 3) of sample `index` or of its replacements; + label, replaced, rng."""
+        """Frames (temporal * T, H, W, 3) of sample `index` or of its replacements; + label, replaced, rng.
+        Frames None: sample `index` is unreadable and not replaced."""
         candidate = index
-        for attempt in range(MAX_REPLACEMENTS + 1):
+        for attempt in range(MAX_REPLACEMENTS + 1 if self.replace_unreadable else 1):
             if attempt:
                 candidate = int(np.random.default_rng([self.seed, self.epoch, index, attempt])
                                 .integers(len(self.samples)))
@@ -435,13 +441,19 @@ class VideoDataset(torch.utils.data.Dataset):
                 if self.strict:
                     raise
                 self.unreadable[path] = error.reason
-                log.warning("unreadable video %s: %s (replaced by another sample; --strict makes this an error)",
-                            path, error.reason)
+                log.warning("unreadable video %s: %s (%s)", path, error.reason,
+                            "replaced by another sample; --strict makes this an error" if self.replace_unreadable
+                            else "left out of the scores; --strict stops at it instead")
+        if not self.replace_unreadable:
+            return None, self.samples[index][1], 0, None
         raise RuntimeError(f"{MAX_REPLACEMENTS + 1} unreadable videos in a row from sample {index} "
                            f"({self.samples[index][0]}); check the data root")
 
     def __getitem__(self, index):
         frames, label, replaced, rng = self._read(index)
+        if frames is None:
+            path = self.samples[index][0]
+            return {"path": path, "reason": self.unreadable[path]}
         temporal, spatial = self.views
         if self.train:
             clips = np.split(frames, temporal)
@@ -622,6 +634,24 @@ def read_class_names(name, root=None):
     if name == "synthetic" and not (root / "labels.txt").is_file():
         return synthetic.synthetic_class_names()
     return _read_layout(name, root, None)[0]
+
+
+LABELS_DIR = Path(__file__).resolve().parent / "labels"
+
+
+def k600_zero_shot_splits():
+    """The three published Kinetics-600 zero-shot splits (ER-ZSAR, Chen & Huang 2021; X-CLIP and ViFi-CLIP report
+    on them): three lists of 160 of the 220 classes new to Kinetics-400, each in its file's order, from
+    labels/k600_zero_shot_split{1,2,3}.csv (a '#' source line, then id,name rows)."""
+    splits = []
+    for number in (1, 2, 3):
+        path = LABELS_DIR / f"k600_zero_shot_split{number}.csv"
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+        rows = list(csv.reader(lines))
+        if rows[0] != ["id", "name"]:
+            raise ValueError(f"{path}: expected the header id,name")
+        splits.append([name for _, name in rows[1:]])
+    return splits
 
 
 def few_shot_samples(samples, num_classes, shots, seed=0, class_names=None):

@@ -1,22 +1,27 @@
 """Evaluation entry point: the protocols behind the paper's numbers, for a checkpoint written by train.py.
 
 In:  `--ckpt F` (train.py's last.pt / best.pt: weights, options, class names and SU bank) and a dataset.
-Out: printed metrics (and `--json OUT`): top-1, top-5 and mean per-class accuracy.
+Out: printed metrics (and `--json OUT`), per evaluation: top-1, top-5 and mean per-class accuracy, top-1 per class,
+     the number of videos scored and the unreadable ones. An unreadable test video is never replaced: it is left
+     out of every number and listed with its reason ("top-1 X over N of M videos, K unreadable"); `--strict`
+     stops at the first one instead.
 
 Protocols (DESIGN.md, "Protocols"):
 - same label set as training: V = temporal x spatial views per video (`--views 4x3`; Kinetics' default), each
   scored alone; the softmax probabilities are averaged over the views (our reading of "multi-view averaging").
 - zero-shot, when the dataset's class names differ from the checkpoint's: the model's label set and SU bank are
   swapped for the target's (ASU.set_class_names). UCF-101 / HMDB-51: mean (and std) over the three official test
-  splits. Kinetics-600 (`--data k600`: a Kinetics-400-style layout with 600 classes): the 220 classes new to
-  Kinetics-600 (`--k600-new-classes FILE`), three random 160-class subsets, each evaluated as a 160-way task on
-  its own videos, reported as mean +- std.
+  splits. Kinetics-600 (`--data k600`: a Kinetics-400-style layout with 600 classes): the three published splits
+  of 160 of the 220 classes new to Kinetics-600 (data.k600_zero_shot_splits, the files in labels/), each
+  evaluated as a 160-way task on its own videos, reported as mean +- std; `--k600-new-classes FILE` draws random
+  subsets of another list instead.
 - few-shot (`--shots K`): a checkpoint trained with `train.py --shots K`, evaluated on split-1 test.
 - one video (`--video clip.mp4`): the top-5 classes and the semantic units the video attended to most (the SU
   selection weights, averaged over frames and visual tokens).
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,10 +48,10 @@ def build_parser():
                    help="few-shot protocol: the checkpoint must come from train.py --shots K; split-1 test "
                    "(default: none)")
     p.add_argument("--k600-new-classes", default=None,
-                   help="file of the 220 Kinetics-600 classes absent from Kinetics-400, one per line "
-                   "(default: the K600 names not among the checkpoint's)")
-    p.add_argument("--k600-subsets", type=int, default=3, help="number of random class subsets of the K600 protocol")
-    p.add_argument("--k600-subset-size", type=int, default=160, help="classes per K600 subset")
+                   help="file of Kinetics-600 classes, one per line, to draw random class subsets from instead of "
+                   "the three published zero-shot splits (default: none, the published splits in labels/)")
+    p.add_argument("--k600-subsets", type=int, default=3, help="random class subsets drawn from --k600-new-classes")
+    p.add_argument("--k600-subset-size", type=int, default=160, help="classes per subset of --k600-new-classes")
     p.add_argument("--views", default=None,
                    help="temporal x spatial test views, e.g. 4x3 (default per dataset: "
                    + ", ".join(f"{name} {DATASET_DEFAULTS[name]['views']}" for name in DATASETS) + ")")
@@ -64,8 +69,9 @@ def build_parser():
     p.add_argument("--amp", default=None, choices=("bf16", "fp16", "off"),
                    help="mixed precision (default: on CUDA bf16 where supported, else fp16; on the CPU bf16 where "
                    "it is native, else off)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the K600 class subsets")
-    p.add_argument("--strict", action="store_true", help="stop at an unreadable video instead of replacing it")
+    p.add_argument("--seed", type=int, default=0, help="seed of the class subsets of --k600-new-classes")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable test video instead of leaving it out and listing it")
     p.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache" / "text"),
                    help="cache of class and SU text embeddings")
     p.add_argument("--json", default=None, help="also write the results to this JSON file (default: none)")
@@ -113,60 +119,94 @@ def target_units(args, class_names):
     return semantic_units.extract_semantic_units(class_names, descriptions)
 
 
-def test_set(data_args, views, fold=1):
-    """The test split ("val") of the dataset in data_args; bad input ends in one line."""
+def test_set(data_args, views, fold=1, missing_hint=""):
+    """The test split ("val") of the dataset in data_args; bad input ends in one line (a missing file's with
+    `missing_hint` appended). Unreadable videos are left out, not replaced; --strict is applied when they are
+    met (runtime.predictions), as an error raised inside a DataLoader worker would come back as a traceback."""
     with one_line_errors():
-        return data.build_dataset(data_args.data, data_args.data_root, "val", num_frames=data_args.frames,
-                                  size=data_args.size, views=views, seed=data_args.seed, strict=data_args.strict,
-                                  fold=fold)
+        try:
+            return data.build_dataset(data_args.data, data_args.data_root, "val", num_frames=data_args.frames,
+                                      size=data_args.size, views=views, seed=data_args.seed, fold=fold)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{str(e).splitlines()[0]}{missing_hint}") from None
 
 
 def summarize(name, runs):
-    """Mean and std over several evaluations (splits or class subsets)."""
+    """The results of a protocol: one evaluation's fields at the top level, or the mean and std over several
+    (splits or class subsets); `runs` lists every evaluation either way."""
+    if len(runs) == 1:
+        return dict(protocol=name, **runs[0], runs=runs)
     top1 = np.array([run["top1"] for run in runs])
     return {"protocol": name, "runs": runs, "top1_mean": float(top1.mean()), "top1_std": float(top1.std()),
             "top5_mean": float(np.mean([run["top5"] for run in runs])),
             "mean_class_mean": float(np.mean([run["mean_class"] for run in runs]))}
 
 
+UNREADABLE_SHOWN = 5   # unreadable videos printed under an evaluation's line; --json lists them all
+
+
 def evaluate(model, dataset, args, device, **info):
-    probs, labels, replaced = runtime.predict(model, dataset, device, args.amp, args.batch_size, args.workers,
-                                              progress=not args.no_progress)
-    result = dict(info, classes=len(dataset.class_names), videos=len(dataset), replaced=replaced,
-                  **runtime.accuracy(probs, labels))
+    """Score one test set: the metrics over the readable videos, how many they were, the unreadable ones."""
+    scores = runtime.predictions(model, dataset, device, args.amp, args.batch_size, args.workers,
+                                 progress=not args.no_progress, strict=args.strict)
+    result = dict(info, classes=len(dataset.class_names), videos=len(scores.labels), unreadable=scores.unreadable,
+                  **runtime.accuracy(scores.probs, scores.labels, dataset.class_names))
     if rank_and_world()[0] == 0:
         where = " ".join(f"{k} {v}" for k, v in info.items())
-        print(f"{where}: top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}  mean-class "
-              f"{result['mean_class']:.4f}  ({result['videos']} videos)", flush=True)
+        print(f"{where}: top-1 {result['top1']:.4f} over {result['videos']} of {len(dataset)} videos, "
+              f"{len(scores.unreadable)} unreadable; top-5 {result['top5']:.4f}, mean-class "
+              f"{result['mean_class']:.4f}", flush=True)
+        for item in scores.unreadable[:UNREADABLE_SHOWN]:
+            print(f"  left out: {item['path']}: {item['reason']}")
+        if len(scores.unreadable) > UNREADABLE_SHOWN:
+            print(f"  ... and {len(scores.unreadable) - UNREADABLE_SHOWN} more (--json lists them all)")
     return result
 
 
-def k600_protocol(model, args, data_args, views, device, ckpt):
-    """Zero-shot on the Kinetics-600 classes new to Kinetics-400: random 160-class subsets, mean +- std."""
-    full = test_set(data_args, views)
-    if args.k600_new_classes:
-        lines = Path(args.k600_new_classes).read_text().splitlines()
-        new_names = [line.strip() for line in lines if line.strip()]
-        known = set(full.class_names)
-        for number, name in enumerate(lines, 1):
-            if name.strip() and name.strip() not in known:
-                fail(f"{args.k600_new_classes} line {number}: {name.strip()!r} is not a class of {data_args.data_root}")
-    else:
-        seen = set(ckpt["class_names"])
-        new_names = [name for name in full.class_names if name not in seen]
+def k600_splits(args, class_names, root):
+    """The class lists of the K600 protocol: the published splits, or random subsets of --k600-new-classes.
+    -> (lists of class names, "split" or "subset")."""
+    known = set(class_names)
+    if not args.k600_new_classes:
+        splits = data.k600_zero_shot_splits()
+        for number, split in enumerate(splits, 1):
+            missing = [name for name in split if name not in known]
+            if missing:
+                fail(f"--data-root {root}: {len(missing)} classes of Kinetics-600 zero-shot split {number} are not "
+                     f"among its classes (e.g. {missing[0]!r}); --k600-new-classes takes another list")
+        return splits, "split"
+    lines = Path(args.k600_new_classes).read_text().splitlines()
+    new_names = [line.strip() for line in lines if line.strip()]
+    for number, name in enumerate(lines, 1):
+        if name.strip() and name.strip() not in known:
+            fail(f"{args.k600_new_classes} line {number}: {name.strip()!r} is not a class of {root}")
     if len(new_names) < args.k600_subset_size:
         fail(f"--k600-subset-size {args.k600_subset_size}: only {len(new_names)} new classes")
     rng = np.random.default_rng(args.seed)
+    return [[new_names[i] for i in sorted(rng.choice(len(new_names), args.k600_subset_size, replace=False))]
+            for _ in range(args.k600_subsets)], "subset"
+
+
+def k600_protocol(model, args, data_args, views, device, ckpt):
+    """Zero-shot on Kinetics-600 classes new to Kinetics-400: each split (or subset) a task of its own classes on
+    their videos; mean +- std over them."""
+    full = test_set(data_args, views)
+    splits, kind = k600_splits(args, full.class_names, data_args.data_root)
     runs = []
-    for subset_index in range(args.k600_subsets):
-        subset = [new_names[i] for i in sorted(rng.choice(len(new_names), args.k600_subset_size, replace=False))]
-        position = {name: i for i, name in enumerate(subset)}
+    for number, split in enumerate(splits, 1):
+        trained_on = set(split) & set(ckpt["class_names"])
+        if trained_on and rank_and_world()[0] == 0:
+            print(f"note: {len(trained_on)} classes of {kind} {number} are among the checkpoint's training classes "
+                  f"(e.g. {sorted(trained_on)[0]!r}): not zero-shot for them", file=sys.stderr)
+        position = {name: i for i, name in enumerate(split)}
         samples = [(path, position[full.class_names[label]]) for path, label in full.samples
                    if full.class_names[label] in position]
-        dataset = data.VideoDataset(samples, subset, num_frames=data_args.frames, size=data_args.size, train=False,
-                                    views=views, seed=data_args.seed, strict=data_args.strict)
-        model.set_class_names(subset, target_units(args, subset))
-        runs.append(evaluate(model, dataset, args, device, data="k600", subset=subset_index + 1,
+        if not samples:
+            fail(f"--data-root {data_args.data_root}: no test video of the classes of K600 {kind} {number}")
+        dataset = data.VideoDataset(samples, split, num_frames=data_args.frames, size=data_args.size, train=False,
+                                    views=views, seed=data_args.seed)
+        model.set_class_names(split, target_units(args, split), progress=not args.no_progress)
+        runs.append(evaluate(model, dataset, args, device, data="k600", **{kind: number},
                              views=f"{views[0]}x{views[1]}"))
     return summarize("zero-shot k600", runs)
 
@@ -206,9 +246,10 @@ def predict_video(model, args, device, ckpt):
 def eval_worker(args, device):
     results = run_protocol(args, device)
     if rank_and_world()[0] == 0:
-        if len(results.get("runs", ())) > 1:
-            print(f"{results['protocol']}: top-1 {results['top1_mean']:.4f} +- {results['top1_std']:.4f} over "
-                  f"{len(results['runs'])} runs")
+        runs = results.get("runs", ())
+        if len(runs) > 1:
+            print(f"{results['protocol']}: top-1 {results['top1_mean']:.4f} +- {results['top1_std']:.4f} over the "
+                  f"{len(runs)} {'splits' if 'split' in runs[0] else 'subsets'}")
         if args.json:
             runtime.write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return results
@@ -217,7 +258,7 @@ def eval_worker(args, device):
 def run_protocol(args, device):
     ckpt = runtime.load_checkpoint(args.ckpt)
     with one_line_errors():
-        model = model_from_checkpoint(ckpt, args.ckpt, args.cache_dir).to(device)
+        model = model_from_checkpoint(ckpt, args.ckpt, args.cache_dir, progress=not args.no_progress).to(device)
     trained = argparse.Namespace(**ckpt["args"])
     args.frames = args.frames or trained.frames
     args.size = args.size or trained.size
@@ -229,7 +270,7 @@ def run_protocol(args, device):
     data_args = argparse.Namespace(
         data="k400" if name == "k600" else name,
         data_root=args.data_root or (trained.data_root if same_data else str(Path("data") / name)),
-        frames=args.frames, size=args.size, seed=trained.seed, strict=args.strict, shots=None, split=1)
+        frames=args.frames, size=args.size, seed=trained.seed, shots=None, split=1)
     if data_args.data != "synthetic" and not Path(data_args.data_root).is_dir():
         fail(f"--data-root {data_args.data_root}: no such folder")
     views = parse_views(args.views or DATASET_DEFAULTS[data_args.data]["views"])
@@ -249,9 +290,11 @@ def run_protocol(args, device):
     zero_shot = list(datasets[0].class_names) != list(ckpt["class_names"])
     if zero_shot:
         if name in ("ucf101", "hmdb51") and args.split is None:  # the zero-shot protocol: all three test splits
-            datasets += [test_set(data_args, views, fold) for fold in (2, 3)]
+            hint = "; zero-shot averages the three test splits: add --split 1 to evaluate split 1 alone"
+            datasets += [test_set(data_args, views, fold, missing_hint=hint) for fold in (2, 3)]
             folds = [1, 2, 3]
-        model.set_class_names(datasets[0].class_names, target_units(args, datasets[0].class_names))
+        model.set_class_names(datasets[0].class_names, target_units(args, datasets[0].class_names),
+                              progress=not args.no_progress)
     protocol = ("zero-shot " if zero_shot else f"{args.shots}-shot " if args.shots else "") + name
     official_splits = name in ("ucf101", "hmdb51")
     runs = [evaluate(model, dataset, args, device, data=name, **({"split": fold} if official_splits else {}),

@@ -36,14 +36,15 @@ def class_prompt(class_name):
 
 class ASU(nn.Module):
     def __init__(self, clip, class_names, semantic_units=None, mra_grids=((2, 2), (3, 3)), mra_layers=2,
-                 su_topk=8, decoder_layers=2, decoder_memory="all", cache_dir=None, max_frames=64):
+                 su_topk=8, decoder_layers=2, decoder_memory="all", cache_dir=None, max_frames=64, progress=False):
         """clip: a clip_vit.CLIP (its visual branch is fine-tuned, its text tower frozen);
         class_names: the label set; semantic_units: a SemanticUnits bank (None = extracted from class_names);
         mra_grids / mra_layers: MRA region scales and how many final ViT blocks carry region tokens (0 = none);
         su_topk: units kept per visual token (0 = all); decoder_layers: cross-modal decoder depth (0 = no SU
         selection and no decoder, which needs mra_layers=0: the CLIP mean-pooling baseline);
         decoder_memory: "all" (global, regions and patches of every frame) or "regions" (global and regions);
-        cache_dir: where text embeddings are cached; max_frames: length of the time-embedding tables."""
+        cache_dir: where text embeddings are cached; max_frames: length of the time-embedding tables;
+        progress: tqdm bars while a large label set's texts are encoded (clip_vit.encode_texts)."""
         super().__init__()
         if decoder_memory not in ("all", "regions"):
             raise ValueError(f"model.py ASU: decoder_memory must be 'all' or 'regions', got {decoder_memory!r}")
@@ -70,19 +71,19 @@ class ASU(nn.Module):
             self.selection = self.decoder = None
         self.register_buffer("class_embeddings", None, persistent=False)
         self.register_buffer("su_bank", None, persistent=False)
-        self.set_class_names(class_names, semantic_units)
+        self.set_class_names(class_names, semantic_units, progress)
 
     @torch.no_grad()
-    def set_class_names(self, class_names, semantic_units=None):
+    def set_class_names(self, class_names, semantic_units=None, progress=False):
         """Swap the label set (zero-shot). Without `semantic_units` the SU bank is extracted from the new class
-        names (our reading: the bank describes the action set in use)."""
+        names (our reading: the bank describes the action set in use). progress: bars for large text sets."""
         class_names = list(class_names)
         if not class_names:
             raise ValueError("model.py ASU.set_class_names: class_names is empty")
         device = self.clip.logit_scale.device
         self.class_names = class_names
         self.class_embeddings = encode_texts(self.clip, [class_prompt(name) for name in class_names],
-                                             cache_dir=self.cache_dir).to(device)          # (C, D)
+                                             cache_dir=self.cache_dir, progress=progress).to(device)  # (C, D)
         if self.decoder is None:
             self.semantic_units = semantic_units
             return
@@ -91,7 +92,8 @@ class ASU(nn.Module):
         if not semantic_units.units:
             raise ValueError("model.py ASU.set_class_names: the SU bank is empty")
         self.semantic_units = semantic_units
-        su_bank = su_text_embeddings(self.clip, semantic_units.units, cache_dir=self.cache_dir)  # (S, D)
+        su_bank = su_text_embeddings(self.clip, semantic_units.units, cache_dir=self.cache_dir,
+                                     progress=progress)                                   # (S, D)
         self.su_bank = su_bank.to(device)
 
     def forward(self, videos, return_attention=False):
@@ -143,8 +145,9 @@ class ASU(nn.Module):
 def build_model(options, class_names, clip=None, semantic_units=None):
     """ASU from the options of train.py (an argparse Namespace, or the dict a checkpoint saves). clip: an already
     built CLIP (a checkpoint's), default the one `options.clip` names ('tiny': random init); semantic_units: a
-    SemanticUnits bank, default extracted from class_names (and `options.descriptions`). Bad options raise
-    ValueError / OSError with a message naming the flag."""
+    SemanticUnits bank, default extracted from class_names (and `options.descriptions`); `options.no_progress`
+    (absent: True) silences the bars of a large label set's text encoding. Bad options raise ValueError / OSError
+    with a message naming the flag."""
     options = argparse.Namespace(**options) if isinstance(options, dict) else options
     if clip is None:
         if options.clip == "tiny":
@@ -163,7 +166,8 @@ def build_model(options, class_names, clip=None, semantic_units=None):
     check_input_size(options.size, clip, parse_grids(options.mra_grids) if options.mra_layers else ())
     model = ASU(clip, class_names, semantic_units=semantic_units, mra_grids=parse_grids(options.mra_grids),
                 mra_layers=options.mra_layers, su_topk=options.su_topk, decoder_layers=options.decoder_layers,
-                decoder_memory=options.decoder_memory, cache_dir=options.cache_dir)
+                decoder_memory=options.decoder_memory, cache_dir=options.cache_dir,
+                progress=not getattr(options, "no_progress", True))
     if getattr(options, "grad_ckpt", False):
         for module in model.modules():
             if hasattr(module, "grad_checkpointing"):
@@ -210,15 +214,16 @@ def load_model_state(model, state_dict, path):
     model.load_state_dict(state_dict)
 
 
-def model_from_checkpoint(checkpoint, path, cache_dir=None):
+def model_from_checkpoint(checkpoint, path, cache_dir=None, progress=False):
     """The ASU of a train.py checkpoint (a dict), built from its own tensors: the CLIP file it started from is not
-    needed. Its label set and SU bank are the ones it was trained with."""
+    needed. Its label set and SU bank are the ones it was trained with. progress: bars while encoding texts."""
     clip_state = {k[len("clip."):]: v for k, v in checkpoint["model"].items() if k.startswith("clip.")}
     try:
         clip = build_clip(clip_state)
     except ValueError as e:
         raise ValueError(f"checkpoint {path} holds another model: {str(e).splitlines()[0]}") from None
-    options = dict(checkpoint["args"], cache_dir=cache_dir, descriptions=None, grad_ckpt=False)
+    options = dict(checkpoint["args"], cache_dir=cache_dir, descriptions=None, grad_ckpt=False,
+                   no_progress=not progress)
     model = build_model(options, checkpoint["class_names"], clip=clip,
                         semantic_units=units_from_state(checkpoint.get("semantic_units")))
     load_model_state(model, checkpoint["model"], path)

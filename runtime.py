@@ -6,9 +6,12 @@ It imports no other file of this project (they import it).
 - Processes: `launch(fn, args)` runs fn(args, device) in this process, in `--gpus N` spawned processes (NCCL on
   CUDA, gloo with `--device cpu`), or in the torchrun group whose RANK / WORLD_SIZE / LOCAL_RANK are set.
 - Device and precision: `resolve_device`, `resolve_amp`, `default_workers`, `autocast`.
-- Prediction: `predict(model, dataset, ...)` -> probabilities (N, C) and labels (N,) gathered over ranks;
-  `accuracy(probs, labels)` -> top-1, top-5, mean per-class top-1.
-- Files: `atomic_write(path)` (temporary file, then rename), `save_checkpoint`, `load_checkpoint`.
+- Prediction: `predictions(model, dataset, ...)` -> Predictions: probabilities (N, C) and labels (N,) of the N
+  scored samples, their indices, and the unreadable samples left out ({"path", "reason"}), gathered over ranks in
+  sample order; `predict` is its short form (probs, labels, videos replaced or left out) for train.py;
+  `accuracy(probs, labels, class_names)` -> top-1, top-5, mean per-class top-1, top-1 per class.
+- Files: `atomic_write(path)` (temporary file, then rename), `save_checkpoint`, `load_checkpoint` (which names
+  what a file is when it is not a train.py checkpoint: a CLIP file, a video, ...).
 - Errors a user can fix end in one line on stderr and exit status 2, no traceback: `fail(message)`,
   `one_line_errors()`.
 - Stopping: SIGINT / SIGTERM set a flag (`stop_signal()`) that the training loop reads between optimiser steps;
@@ -21,11 +24,14 @@ import ctypes
 import multiprocessing.connection
 import os
 import random
+import re
 import shutil
 import signal
 import sys
 import tempfile
 import time
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -138,15 +144,61 @@ def save_checkpoint(state, path):
         torch.save(state, file)
 
 
+# (offset, bytes) that open the video containers of the datasets: mp4 / mov, avi, mkv / webm
+VIDEO_SIGNATURES = ((4, b"ftyp"), (8, b"AVI "), (0, b"\x1aE\xdf\xa3"))
+CLIP_STATE_KEYS = ("visual.proj", "text_projection", "visual.conv1.weight")
+
+
+def _not_a_checkpoint(path):
+    """What a file that torch.load must not be asked about is (a video, a TorchScript archive), or None. Checked
+    first because torch's own errors for these files advise loading them with weights_only=False."""
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if any(head[offset:offset + len(magic)] == magic for offset, magic in VIDEO_SIGNATURES):
+        return "is not a checkpoint (a video file?)"
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if not any(name.endswith("constants.pkl") for name in names):   # torch.save archives have none
+            return None
+        # OpenAI's released CLIP files are TorchScript archives of their class CLIP (clip/model.py)
+        is_clip = any("class CLIP(" in archive.read(name).decode("utf-8", "replace") for name in names
+                      if "/code/" in name and name.endswith(".py"))
+    if is_clip:
+        return ("is a CLIP checkpoint (OpenAI's TorchScript file), not one written by train.py "
+                "(train.py --clip takes it)")
+    return "is a TorchScript archive, not a checkpoint written by train.py"
+
+
 def load_checkpoint(path, mmap=False):
-    """A train.py checkpoint as a dict; anything else ends with one line naming the file. mmap: read tensors
-    only when used (to look at a checkpoint's options without reading its weights)."""
+    """A train.py checkpoint as a dict; anything else ends with one line naming the file and what it is. mmap:
+    read tensors only when used (to look at a checkpoint's options without reading its weights)."""
     if not Path(path).is_file():
         fail(f"checkpoint {path}: no such file")
+    what = _not_a_checkpoint(path)
+    if what:
+        fail(f"checkpoint {path} {what}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated, not a torch file, or pickled objects we do not load
-        fail(f"checkpoint {path}: cannot be read ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+        # torch's message starts with advice to load with weights_only=False; the cause comes later in it
+        message = str(e)
+        pickled = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+        if pickled:
+            fail(f"checkpoint {path} holds a pickled Python object ({pickled.group(1)}), not a checkpoint written "
+                 "by train.py (tensors, numbers, strings)")
+        if "PytorchStreamReader" in message:
+            fail(f"checkpoint {path} is damaged or truncated (a PyTorch archive that cannot be read)")
+        with open(path, "rb") as file:
+            head = file.read(4)
+        if head != b"PK\x03\x04" and head[:1] != b"\x80":   # torch.save's zip format, its older pickle format
+            fail(f"checkpoint {path} is not a PyTorch file, so not a checkpoint written by train.py")
+        cause = re.search(r"WeightsUnpickler error: ([^\n]*)", message)
+        fail(f"checkpoint {path} cannot be read as a checkpoint written by train.py "
+             f"({cause.group(1) if cause else type(e).__name__})")
+    if isinstance(state, dict) and any(key in state for key in CLIP_STATE_KEYS):
+        fail(f"checkpoint {path} is a CLIP state dict, not written by train.py (train.py --clip takes it)")
     if not isinstance(state, dict) or not {"model", "args", "class_names"} <= state.keys():
         fail(f"checkpoint {path}: not written by train.py (needs the keys model, args, class_names)")
     return state
@@ -382,20 +434,51 @@ def stop_signal():
 # ----------------------------------------------------------------------------------------------------------------
 # Prediction
 
-@torch.no_grad()
-def predict(model, dataset, device, amp, batch_size, workers=0, progress=False):
-    """Class probabilities of every sample, on every rank: (probs (N, C), labels (N,), replaced count).
+@dataclass
+class Predictions:
+    """What `predictions` returns: the same on every rank, in sample order."""
+    probs: torch.Tensor   # (N, C) class probabilities of the N samples scored
+    labels: torch.Tensor  # (N,)
+    indices: list         # (N,) the dataset index of each scored sample
+    unreadable: list      # [{"path", "reason"}] the samples left out, unreadable
+    replaced: int         # samples the dataset replaced by another one (a dataset built with replace_unreadable)
 
+
+def _collate_readable(batch):
+    """default_collate of the batch's readable items; the unreadable ones (the {"path", "reason"} dicts of a
+    dataset that does not replace them) come back apart. -> (collated or None, their positions, the dicts with
+    their positions)."""
+    positions = [k for k, item in enumerate(batch) if not isinstance(item, dict)]
+    left_out = [(k, item) for k, item in enumerate(batch) if isinstance(item, dict)]
+    collated = torch.utils.data.default_collate([batch[k] for k in positions]) if positions else None
+    return collated, positions, left_out
+
+
+@torch.no_grad()
+def predictions(model, dataset, device, amp, batch_size, workers=0, progress=False, strict=False):
+    """Class probabilities of every readable sample, gathered over ranks: a Predictions.
+
+    Items are (video, label, replaced) or, for an unreadable video the dataset leaves out, {"path", "reason"}:
+    such a sample is not scored but listed; strict=True ends at the first one instead (one line, exit status 1).
     Multi-view items (V, T, 3, S, S) are scored one view at a time and the softmax probabilities averaged over
     the views (our reading of "multi-view averaging"; averaging logits is the other common choice)."""
     model.eval()
     rank, world_size = rank_and_world()
     indices = list(range(rank, len(dataset), world_size))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
-                                         pin_memory=device.type == "cuda")
-    probs, labels, replaced = [], [], 0
-    for videos, batch_labels, batch_replaced in tqdm(loader, desc="eval", disable=not progress or rank != 0,
-                                                     leave=False):
+                                         pin_memory=device.type == "cuda", collate_fn=_collate_readable)
+    probs, labels, scored, unreadable, replaced = [], [], [], [], 0
+    start = 0   # position in `indices` of the batch's first sample (the loader keeps the sampler's order)
+    for collated, positions, left_out in tqdm(loader, desc="eval", disable=not progress or rank != 0, leave=False):
+        for k, item in left_out:
+            if strict:
+                fail(f"{item['path']}: {item['reason']} (unreadable; --strict stops at the first such video)")
+            unreadable.append((indices[start + k], item))
+        scored += [indices[start + k] for k in positions]
+        start += len(positions) + len(left_out)
+        if collated is None:
+            continue
+        videos, batch_labels, batch_replaced = collated
         videos = videos.to(device, non_blocking=True)
         if videos.dim() == 5:                                                # (B, T, 3, S, S): one view
             videos = videos[:, None]
@@ -407,25 +490,40 @@ def predict(model, dataset, device, amp, batch_size, workers=0, progress=False):
         probs.append((view_probs / videos.shape[1]).cpu())
         labels.append(batch_labels)
         replaced += int(batch_replaced.sum())
-    probs = torch.cat(probs) if probs else torch.zeros(0, 0)
-    labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
-    if world_size == 1:
-        return probs, labels, replaced
-    gathered = [None] * world_size
-    dist.all_gather_object(gathered, (indices, probs, labels, replaced))
-    order = torch.tensor([i for part in gathered for i in part[0]]).argsort()
-    all_probs = torch.cat([part[1] for part in gathered if len(part[0])])[order]
-    all_labels = torch.cat([part[2] for part in gathered if len(part[0])])[order]
-    return all_probs, all_labels, sum(part[3] for part in gathered)
+    parts = [(scored, probs, labels, unreadable, replaced)]
+    if world_size > 1:
+        parts = [None] * world_size
+        dist.all_gather_object(parts, (scored, probs, labels, unreadable, replaced))
+    scored = [i for part in parts for i in part[0]]
+    order = torch.tensor(scored, dtype=torch.long).argsort()
+    probs = [p for part in parts for p in part[1]]
+    labels = [y for part in parts for y in part[2]]
+    return Predictions(probs=torch.cat(probs)[order] if probs else torch.zeros(0, 0),           # (N, C)
+                       labels=torch.cat(labels)[order] if labels else torch.zeros(0, dtype=torch.long),
+                       indices=[scored[i] for i in order.tolist()],
+                       unreadable=[item for _, item in sorted((i, item) for part in parts for i, item in part[3])],
+                       replaced=sum(part[4] for part in parts))
 
 
-def accuracy(probs, labels):
-    """top-1, top-5 and mean per-class top-1 (over the classes that have samples)."""
+def predict(model, dataset, device, amp, batch_size, workers=0, progress=False):
+    """The short form of `predictions` that train.py's per-epoch validation uses: (probs (N, C), labels (N,),
+    number of videos replaced or left out)."""
+    scores = predictions(model, dataset, device, amp, batch_size, workers, progress)
+    return scores.probs, scores.labels, scores.replaced + len(scores.unreadable)
+
+
+def accuracy(probs, labels, class_names=None):
+    """top-1, top-5 and mean per-class top-1 (over the classes that have samples); with class_names also
+    per_class, {class name: top-1} for those classes in label order."""
     if len(labels) == 0:
-        return {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan")}
+        result = {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan")}
+        return result if class_names is None else dict(result, per_class={})
     top5 = probs.topk(min(5, probs.shape[1]), dim=1).indices                    # (N, 5)
     correct1 = top5[:, 0] == labels
-    per_class = [correct1[labels == c].float().mean() for c in labels.unique()]
-    return {"top1": correct1.float().mean().item(),
-            "top5": (top5 == labels[:, None]).any(1).float().mean().item(),
-            "mean_class": torch.stack(per_class).mean().item()}
+    per_class = {int(c): correct1[labels == c].float().mean().item() for c in labels.unique()}
+    result = {"top1": correct1.float().mean().item(),
+              "top5": (top5 == labels[:, None]).any(1).float().mean().item(),
+              "mean_class": sum(per_class.values()) / len(per_class)}
+    if class_names is not None:
+        result["per_class"] = {class_names[c]: top1 for c, top1 in per_class.items()}
+    return result

@@ -544,11 +544,12 @@ def su_prompt(unit, template="a photo of {}.", motion_template="a video of a per
     return (motion_template if unit.kind == "motion" else template).format(unit.text)
 
 
-def su_text_embeddings(clip_model, units, cache_dir=None):
-    """(S, D) L2-normalised text embeddings of the SUs, batched and cached on disk by clip_vit.encode_texts."""
+def su_text_embeddings(clip_model, units, cache_dir=None, progress=False):
+    """(S, D) L2-normalised text embeddings of the SUs, batched and cached on disk by clip_vit.encode_texts
+    (progress: its tqdm bar for a large bank)."""
     import clip_vit  # imported here so that SU extraction needs no model code
     units = units.units if isinstance(units, SemanticUnits) else units
-    return clip_vit.encode_texts(clip_model, [su_prompt(u) for u in units], cache_dir=cache_dir)
+    return clip_vit.encode_texts(clip_model, [su_prompt(u) for u in units], cache_dir=cache_dir, progress=progress)
 
 
 def main(argv=None):

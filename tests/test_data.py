@@ -1,7 +1,10 @@
 """data.py: frame-exact decoding (against a full decode), every dataset layout, sampling, views, transforms,
-randomness independent of workers, few-shot subsets, robustness to bad files, and the synthetic set."""
+randomness independent of workers, few-shot subsets, the Kinetics-600 zero-shot splits, robustness to bad files
+(replaced in training, left out in evaluation), and the synthetic set."""
+import csv
 import logging
 import os
+import re
 import struct
 import sys
 from fractions import Fraction
@@ -446,6 +449,34 @@ def test_few_shot_nested_reproducible_and_reusable(tmp_path):
         data.build_dataset("ucf101", tmp_path, "train", shots=32, list_out=tmp_path / "big.txt")
 
 
+def spelling_free(name):
+    """A class name reduced to what no spelling of it in either Kinetics changes: lower-case letters only, no
+    parenthesised qualifier ('opening bottle (not wine)'), and Kinetics' respelling of 'dying' as 'dyeing'."""
+    name = re.sub(r"\(.*?\)", "", name.lower()).replace("dyeing", "dying")
+    return re.sub(r"[^a-z]", "", name)
+
+
+def test_k600_zero_shot_splits_are_published_new_classes():
+    k400 = official_labels("kinetics400")
+    splits = data.k600_zero_shot_splits()
+    assert len(splits) == 3
+    for number, split in enumerate(splits, 1):
+        assert len(split) == 160 == len(set(split))
+        assert all(re.fullmatch(r"[a-z][a-z ()]*[a-z)]", name) for name in split)   # Kinetics' lower-case names
+        lines = (data.LABELS_DIR / f"k600_zero_shot_split{number}.csv").read_text().splitlines()
+        assert lines[0].startswith("# ") and "source" in lines[0].lower()            # where the split comes from
+        rows = list(csv.reader(lines[2:]))
+        assert [int(i) for i, _ in rows] == list(range(160)) and [name for _, name in rows] == split   # file order
+    union = set().union(*splits)
+    assert 160 < len(union) <= 220   # three different draws from the 220 classes new to Kinetics-600
+    k400_spellings = {spelling_free(name) for name in k400}
+    # the reduction maps Kinetics-600's (and other copies') spellings of Kinetics-400 classes onto them, so the
+    # check below would catch a renamed old class
+    for old_class in ("dyeing hair", "Dying_Hair", "opening bottle (not wine)", "passing american football"):
+        assert spelling_free(old_class) in k400_spellings
+    assert sorted(name for name in union if spelling_free(name) in k400_spellings) == []
+
+
 # -------------------------------------------------------------------------------------------------------- robustness
 
 @pytest.fixture
@@ -465,12 +496,14 @@ def bad_files(tmp_path, clips):
 
 @pytest.mark.parametrize("case", ["missing", "empty", "text renamed .mp4", "truncated", "undecodable"])
 def test_unreadable_video_is_logged_counted_replaced(bad_files, clips, case, caplog):
+    """With replace_unreadable (training's default) another sample stands in for an unreadable one."""
     bad = bad_files[case]
     with pytest.raises(data.VideoReadError, match=str(bad.name)):
         data.load_video(bad, 8)
     good = clips["h264_long_gop.mp4"]
     samples = [(str(bad), 0), (str(good), 1)]
-    dataset = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, seed=1)
+    # test-time frames (train=False), so the replacement's frames can be compared with its own item
+    dataset = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, seed=1, replace_unreadable=True)
     with caplog.at_level(logging.WARNING, logger=data.__name__):
         video, label, replaced = dataset[0]
         again = dataset[0]
@@ -478,10 +511,31 @@ def test_unreadable_video_is_logged_counted_replaced(bad_files, clips, case, cap
     torch.testing.assert_close(again[0], video)                     # same replacement every time
     torch.testing.assert_close(video, dataset[1][0])                # the replacement's own frames
     warnings = [r for r in caplog.records if str(bad) in r.getMessage()]
-    assert len(warnings) == 1                                       # logged once, with path and reason
-    fresh = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, seed=1)
+    assert len(warnings) == 1 and "replaced" in warnings[0].getMessage()   # logged once, with path and reason
+    fresh = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, seed=1, replace_unreadable=True)
     assert fresh[0][2] == replaced                                  # count does not depend on the cache
-    strict = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, strict=True)
+    training = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, train=True, seed=1)
+    assert training.replace_unreadable and training[0][1] == 1 and training[0][2] >= 1   # the default in training
+    strict = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, train=True, strict=True)
+    with pytest.raises(data.VideoReadError, match=str(bad.name)):
+        strict[0]
+
+
+@pytest.mark.parametrize("case", ["missing", "text renamed .mp4", "truncated"])
+def test_unreadable_video_is_left_out_in_evaluation(bad_files, clips, case, caplog):
+    """In evaluation (the default for train=False) nothing stands in: the item names the video and the reason."""
+    bad, good = bad_files[case], clips["h264_long_gop.mp4"]
+    test_set = data.VideoDataset([(str(bad), 0), (str(good), 1)], ["bad", "good"], num_frames=4, size=32)
+    with caplog.at_level(logging.WARNING, logger=data.__name__):
+        item, again = test_set[0], test_set[0]
+    with pytest.raises(data.VideoReadError) as error:
+        data.load_video(bad, 4)
+    assert item == again == {"path": str(bad), "reason": error.value.reason}
+    warnings = [r for r in caplog.records if str(bad) in r.getMessage()]
+    assert len(warnings) == 1 and "left out" in warnings[0].getMessage()
+    video, label, replaced = test_set[1]
+    assert video.shape == (4, 3, 32, 32) and label == 1 and replaced == 0
+    strict = data.VideoDataset(test_set.samples, test_set.class_names, num_frames=4, size=32, strict=True)
     with pytest.raises(data.VideoReadError, match=str(bad.name)):
         strict[0]
 
@@ -489,4 +543,6 @@ def test_unreadable_video_is_logged_counted_replaced(bad_files, clips, case, cap
 def test_all_unreadable_is_an_error(bad_files):
     samples = [(str(path), 0) for path in bad_files.values()]
     with pytest.raises(RuntimeError, match="unreadable videos in a row"):
-        data.VideoDataset(samples, ["x"], num_frames=4, size=32)[0]
+        data.VideoDataset(samples, ["x"], num_frames=4, size=32, train=True)[0]
+    test_set = data.VideoDataset(samples, ["x"], num_frames=4, size=32)   # evaluation lists every one of them
+    assert [test_set[i]["path"] for i in range(len(samples))] == [path for path, _ in samples]

@@ -1,19 +1,24 @@
-"""eval.py: multi-view scores are the mean of the single views' softmax; zero-shot on UCF-101 / HMDB-51 averages
-the three test splits and on Kinetics-600 evaluates random subsets of the new classes; the few-shot protocol
-evaluates a --shots K checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several
-processes give the same numbers as one; bad input ends with one line.
+"""eval.py: multi-view scores are the mean of the single views' softmax; an unreadable test video is left out of
+every number and listed, and --strict stops at it; zero-shot on UCF-101 / HMDB-51 averages the three test splits and
+on Kinetics-600 the three published splits (or random subsets of a given list); the few-shot protocol evaluates a
+--shots K checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several processes
+give the same numbers as one; large text sets get a progress bar; bad input (a CLIP file or a video as --ckpt, a
+root with split 1 only, ...) ends with one line.
 
-The UCF-101, HMDB-51 and Kinetics-600 layouts are small stand-ins built in a temporary folder from synthetic clips."""
+The UCF-101, HMDB-51, Kinetics-600 and list layouts are small stand-ins built in a temporary folder from synthetic
+clips."""
 import csv
 import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+import clip_vit
 import data
 import eval as evaluation
 import runtime
@@ -23,9 +28,10 @@ from model import model_from_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball"]
 HMDB_CLASSES = ["brush_hair", "cartwheel", "catch"]
-K600_CLASSES = ["abseiling", "acting in play", "adjusting glasses", "air drumming", "alligator wrestling",
-                "answering questions"]
-K600_NEW = ["acting in play", "adjusting glasses", "alligator wrestling", "answering questions"]
+# the K600 stand-in has every class of the published splits, and two test videos for each of these (abseiling is a
+# Kinetics-400 class, in no split; the others are in one, two or all three splits)
+K600_WITH_VIDEOS = ["abseiling", "acting in play", "adjusting glasses", "alligator wrestling", "arguing"]
+K600_NEW = ["acting in play", "adjusting glasses", "alligator wrestling", "arguing"]
 
 
 def small(workdir, *extra):
@@ -48,7 +54,8 @@ def clips(workdir):
 
 @pytest.fixture(scope="module")
 def standins(workdir):
-    """UCF-101, HMDB-51 and Kinetics-600 layouts of 3 (3, 6) classes, whose videos link to synthetic clips."""
+    """UCF-101 and HMDB-51 layouts of 3 classes and a Kinetics-600 one with the classes of the published zero-shot
+    splits (train.csv names them, val.csv has videos for K600_WITH_VIDEOS); the videos link to synthetic clips."""
     sources = iter(clips(workdir) * 3)
     ucf, hmdb, k600 = workdir / "ucf101", workdir / "hmdb51", workdir / "k600"
     (ucf / "ucfTrainTestlist").mkdir(parents=True)
@@ -73,16 +80,51 @@ def standins(workdir):
             os.symlink(next(sources), hmdb / "videos" / name / f"{name}_{k}.avi")
     (k600 / "annotations").mkdir(parents=True)
     (k600 / "videos" / "val").mkdir(parents=True)
+    with open(k600 / "annotations" / "train.csv", "w", newline="") as f:   # its videos are never read
+        writer = csv.writer(f)
+        writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+        for k, name in enumerate(sorted(set(K600_WITH_VIDEOS).union(*data.k600_zero_shot_splits()))):
+            writer.writerow([name, f"train{k:04d}", 0, 10, "train"])
     with open(k600 / "annotations" / "val.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
-        for name in K600_CLASSES:
+        for name in K600_WITH_VIDEOS:
             for k in range(2):
                 youtube_id = f"{name.replace(' ', '')[:8]}{k:03d}"
                 writer.writerow([name, youtube_id, 10, 20, "val"])
                 os.symlink(next(sources), k600 / "videos" / "val" / f"{youtube_id}_{10:06d}_{20:06d}.mp4")
     (k600 / "new_classes.txt").write_text("\n".join(K600_NEW) + "\n")
     return {"ucf101": ucf, "hmdb51": hmdb, "k600": k600}
+
+
+@pytest.fixture(scope="module")
+def list_with_unreadable(workdir):
+    """A list dataset of the checkpoint's classes with 10 test videos: 8 synthetic clips (2 per class) and, at
+    positions 2 and 7 (one on each of two processes), a truncated mp4 and a text file named .mp4.
+    -> (root, the 8 readable samples, the 2 unreadable paths)."""
+    root = workdir / "list10"
+    source = workdir / "synthetic"
+    class_names = data.read_class_names("synthetic", source)
+    train_samples = data.build_dataset("synthetic", source, "train").samples
+    sources = []
+    for label in range(len(class_names)):
+        sources += [sample for sample in train_samples if sample[1] == label][:2]
+    (root / "videos").mkdir(parents=True)
+    (root / "labels.txt").write_text("".join(f"{name}\n" for name in class_names))
+    samples = []
+    for k, (path, label) in enumerate(sources):
+        os.symlink(path, root / "videos" / f"clip{k}.mp4")
+        samples.append((str(root / "videos" / f"clip{k}.mp4"), label))
+    truncated, text = root / "videos" / "truncated.mp4", root / "videos" / "notes.mp4"
+    raw = Path(sources[0][0]).read_bytes()
+    truncated.write_bytes(raw[: len(raw) // 2])
+    text.write_text("not a video\n" * 50)
+    lines = [f"{Path(path).relative_to(root)} {label}" for path, label in samples]
+    lines.insert(2, f"videos/{truncated.name} 0")
+    lines.insert(7, f"videos/{text.name} 1")
+    (root / "val.txt").write_text("\n".join(lines) + "\n")
+    (root / "train.txt").write_text(lines[0] + "\n")
+    return root, samples, [truncated, text]
 
 
 def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
@@ -101,8 +143,9 @@ def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--views", "2x3",
                                     "--json", str(workdir / "views.json")))
     expected = runtime.accuracy(torch.stack(one_by_one), labels)
-    assert results["runs"][0]["top1"] == pytest.approx(expected["top1"])
-    assert results["runs"][0]["views"] == "2x3"
+    assert results["runs"][0]["top1"] == pytest.approx(expected["top1"]) == results["top1"]
+    assert results["runs"][0]["views"] == "2x3" == results["views"]
+    assert results["videos"] == len(dataset) and results["unreadable"] == []
     assert json.loads((workdir / "views.json").read_text()) == json.loads(json.dumps(results))
 
 
@@ -117,6 +160,62 @@ def test_zero_shot_is_mean_over_three_splits(workdir, checkpoint, standins, name
     assert results["top1_mean"] == pytest.approx(sum(run["top1"] for run in runs) / 3)
 
 
+def test_unreadable_test_videos_are_left_out_and_listed(workdir, checkpoint, list_with_unreadable, capsys):
+    root, readable, unreadable = list_with_unreadable
+    for path in unreadable:
+        with pytest.raises(data.VideoReadError):
+            data.load_video(path, 2)
+    results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "list", "--data-root", str(root),
+                                    "--views", "1x1", "--json", str(workdir / "list10.json")))
+    printed = capsys.readouterr().out
+    assert "top-1" in printed and "over 8 of 10 videos, 2 unreadable" in printed
+    assert all(str(path) in printed for path in unreadable)
+    assert results["videos"] == 8 and [item["path"] for item in results["unreadable"]] == [str(p) for p in unreadable]
+    assert all(item["reason"] for item in results["unreadable"])
+    assert json.loads((workdir / "list10.json").read_text()) == json.loads(json.dumps(results))
+    # the same numbers by hand, from the model on the 8 readable videos alone
+    ckpt = runtime.load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
+    alone = data.VideoDataset(readable, ckpt["class_names"], num_frames=2, size=64)
+    with torch.no_grad():
+        correct = [model(alone[i][0][None]).argmax(-1).item() == label for i, (_, label) in enumerate(readable)]
+    per_class = {}
+    for (_, label), hit in zip(readable, correct):
+        per_class.setdefault(ckpt["class_names"][label], []).append(hit)
+    per_class = {name: sum(hits) / len(hits) for name, hits in per_class.items()}
+    assert results["top1"] == pytest.approx(sum(correct) / 8)
+    assert results["per_class"] == pytest.approx(per_class) and len(per_class) == len(ckpt["class_names"])
+    assert results["mean_class"] == pytest.approx(sum(per_class.values()) / len(per_class))
+    # train.py's short form counts the two as left out
+    test_set = data.build_dataset("list", root, "val", num_frames=2, size=64)
+    probs, labels, left_out = runtime.predict(model, test_set, torch.device("cpu"), "off", batch_size=4)
+    assert probs.shape == (8, len(ckpt["class_names"])) and labels.tolist() == [y for _, y in readable]
+    assert left_out == 2
+    with pytest.raises(SystemExit) as error:
+        evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "list", "--data-root", str(root),
+                              "--views", "1x1", "--strict"))
+    message = str(error.value)
+    assert error.value.code == 2
+    assert str(unreadable[0]) in message and "--strict" in message and "\n" not in message, message
+
+
+def test_zero_shot_k600_published_splits(workdir, checkpoint, standins, capsys):
+    results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "k600",
+                                    "--data-root", str(standins["k600"]), "--views", "1x1"))
+    printed = capsys.readouterr().out
+    runs = results["runs"]
+    assert results["protocol"] == "zero-shot k600" and [run["split"] for run in runs] == [1, 2, 3]
+    for run, split in zip(runs, data.k600_zero_shot_splits()):
+        with_videos = [name for name in K600_WITH_VIDEOS if name in split]
+        assert run["classes"] == 160 and run["videos"] == 2 * len(with_videos) and run["unreadable"] == []
+        assert sorted(run["per_class"]) == sorted(with_videos)
+    assert len({run["videos"] for run in runs}) > 1   # the splits differ in which stand-in classes they hold
+    top1 = torch.tensor([run["top1"] for run in runs], dtype=torch.float64)
+    assert results["top1_mean"] == pytest.approx(top1.mean().item())
+    assert results["top1_std"] == pytest.approx(top1.std(unbiased=False).item())
+    assert f"{results['top1_mean']:.4f} +- {results['top1_std']:.4f} over the 3 splits" in printed
+
+
 def test_zero_shot_k600_subsets(workdir, checkpoint, standins):
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "k600",
                                     "--data-root", str(standins["k600"]),
@@ -125,6 +224,7 @@ def test_zero_shot_k600_subsets(workdir, checkpoint, standins):
     runs = results["runs"]
     assert [run["subset"] for run in runs] == [1, 2, 3]
     assert all(run["classes"] == 2 and run["videos"] == 4 for run in runs)  # 2 classes x 2 videos each
+    assert all(len(run["per_class"]) == 2 and set(run["per_class"]) <= set(K600_NEW) for run in runs)
     top1 = torch.tensor([run["top1"] for run in runs], dtype=torch.float64)
     assert results["top1_mean"] == pytest.approx(top1.mean().item())
     assert results["top1_std"] == pytest.approx(top1.std(unbiased=False).item())
@@ -159,19 +259,67 @@ def test_single_video_prints_classes_and_units(workdir, checkpoint, capsys):
         assert f"{unit['unit']} ({unit['kind']})" in printed
 
 
-def test_two_processes_give_the_same_numbers(workdir, checkpoint):
-    one = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--json", str(workdir / "one.json")))
-    evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--gpus", "2", "--json", str(workdir / "two.json")))
+def test_two_processes_give_the_same_numbers(workdir, checkpoint, list_with_unreadable):
+    """Also the unreadable videos, one on each process, come back together in sample order."""
+    root = str(list_with_unreadable[0])
+    argv = ["--ckpt", str(checkpoint), "--data", "list", "--data-root", root, "--views", "1x1"]
+    one = evaluation.main(small(workdir, *argv, "--json", str(workdir / "one.json")))
+    evaluation.main(small(workdir, *argv, "--gpus", "2", "--json", str(workdir / "two.json")))
     two = json.loads((workdir / "two.json").read_text())
-    for a, b in zip(one["runs"], two["runs"]):
-        assert a["videos"] == b["videos"] and a["top1"] == b["top1"] and a["top5"] == b["top5"]
-        assert a["mean_class"] == pytest.approx(b["mean_class"])
+    assert one["videos"] == two["videos"] == 8 and one["top1"] == two["top1"] and one["top5"] == two["top5"]
+    assert one["unreadable"] == two["unreadable"] and len(two["unreadable"]) == 2
+    assert one["mean_class"] == pytest.approx(two["mean_class"])
+    assert one["per_class"] == pytest.approx(two["per_class"])
+
+
+class CLIP(torch.nn.Module):
+    """Stands in for OpenAI's CLIP class, whose released files are TorchScript archives of it."""
+
+    def forward(self, x):
+        return x * 2
+
+
+def test_text_encoding_bar_only_for_large_sets(capsys):
+    model = clip_vit.tiny_clip()
+    for count, progress, shown in ((clip_vit.PROGRESS_MIN_TEXTS + 1, True, True),
+                                   (clip_vit.PROGRESS_MIN_TEXTS + 1, False, False),
+                                   (clip_vit.PROGRESS_MIN_TEXTS, True, False)):
+        embeddings = clip_vit.encode_texts(model, [f"text {k}" for k in range(count)], progress=progress)
+        assert embeddings.shape == (count, model.embed_dim)
+        assert ("encoding texts" in capsys.readouterr().err) == shown, (count, progress)
+
+
+def split_one_only(standins, name, tmp_path):
+    """A copy of the UCF-101 / HMDB-51 stand-in without the files of splits 2 and 3."""
+    root = tmp_path / f"{name}_split1"
+    for item in standins[name].iterdir():
+        if item.name in ("ucfTrainTestlist", "testTrainMulti_7030_splits"):
+            (root / item.name).mkdir(parents=True)
+            for file in item.iterdir():
+                if not file.name.endswith(("02.txt", "03.txt", "split2.txt", "split3.txt")):
+                    (root / item.name / file.name).write_bytes(file.read_bytes())
+        elif item.is_dir():
+            root.mkdir(exist_ok=True)
+            os.symlink(item, root / item.name)
+    return root
 
 
 def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
-    """Each error is a single line that names the argument or file at fault."""
+    """Each error is a single line that names the argument or file at fault, and what it is."""
     clip_state = tmp_path / "clip_state.pt"
     torch.save({"visual.proj": torch.zeros(1)}, clip_state)
+    clip_file = tmp_path / "ViT-B-16.pt"
+    with warnings.catch_warnings():   # TorchScript is deprecated, but OpenAI's CLIP files are TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(CLIP()).save(str(clip_file))
+    pickled = tmp_path / "pickled_module.pt"
+    torch.save(CLIP(), pickled)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(Path(checkpoint).read_bytes()[:100000])
+    no_splits = tmp_path / "k600_no_splits"
+    (no_splits / "annotations").mkdir(parents=True)
+    (no_splits / "annotations" / "val.csv").write_text("label,youtube_id,time_start,time_end,split\n"
+                                                       "abseiling,abc,0,10,val\n")
     ckpt = runtime.load_checkpoint(checkpoint)
     ckpt["args"] = dict(ckpt["args"], decoder_layers=0, mra_layers=0)
     other_model = tmp_path / "other_model.pt"
@@ -185,19 +333,33 @@ def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
         (base + ["--data", "kinetics"], "invalid choice"),
         (base + ["--data", "ucf101", "--data-root", str(tmp_path / "missing")], "--data-root"),
         (small(workdir, "--ckpt", str(tmp_path / "missing.pt")), "--ckpt"),
-        (small(workdir, "--ckpt", str(clip_state)), "not written by train.py"),
+        (small(workdir, "--ckpt", str(clip_state)), "is a CLIP state dict, not written by train.py"),
+        (small(workdir, "--ckpt", str(clip_file)), "is a CLIP checkpoint (OpenAI's TorchScript file), not one written"),
+        (small(workdir, "--ckpt", str(clips(workdir)[0])), "is not a checkpoint (a video file?)"),
+        (small(workdir, "--ckpt", str(pickled)), "holds a pickled Python object"),
+        (small(workdir, "--ckpt", str(truncated)), "is damaged or truncated"),
         (small(workdir, "--ckpt", str(other_model)), "another model"),
         (["--ckpt", str(checkpoint), "--gpus", str(max(2, torch.cuda.device_count() + 1))], "--gpus"),
         (base + ["--data", "k600", "--data-root", str(standins["k600"]), "--k600-new-classes", str(bad_classes)],
          f"{bad_classes} line 2"),
         (base + ["--video", str(not_video)], "--video"),
+        (base + ["--data", "k600", "--data-root", str(no_splits)], "classes of Kinetics-600 zero-shot split 1"),
+        (base + ["--data", "ucf101", "--data-root", str(split_one_only(standins, "ucf101", tmp_path))],
+         "testlist02.txt"),
+        (base + ["--data", "hmdb51", "--data-root", str(split_one_only(standins, "hmdb51", tmp_path))],
+         "_test_split2.txt"),
     ]
     for argv, expected in cases:
         with pytest.raises(SystemExit) as error:
             evaluation.main(argv)
         message = str(error.value)
         assert error.value.code == 2, (argv, message)
-        assert expected in message and "\n" not in message, (argv, message)
+        assert expected in message and "\n" not in message and "weights_only" not in message, (argv, message)
+        if "split1" in argv[-1]:
+            assert "add --split 1" in message, message
+    one_split = evaluation.main(base + ["--data", "ucf101", "--split", "1",
+                                        "--data-root", str(split_one_only(standins, "ucf101", tmp_path / "again"))])
+    assert one_split["split"] == 1 and one_split["videos"] == 3   # what the hint says works
 
 
 def test_cli_error_has_no_traceback(tmp_path):
@@ -208,3 +370,4 @@ def test_cli_error_has_no_traceback(tmp_path):
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(not_ckpt) in lines[0] and "Traceback" not in result.stderr, result.stderr
+    assert "is not a PyTorch file" in lines[0], lines[0]
