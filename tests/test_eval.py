@@ -244,6 +244,31 @@ def test_few_shot_protocol(workdir, standins):
         evaluation.main(small(workdir, "--ckpt", str(out / "last.pt"), "--shots", "2"))
 
 
+@pytest.mark.parametrize("eval_every", ["0", "1"])
+def test_few_shot_reports_the_last_epoch_and_sees_every_shot(workdir, standins, eval_every, monkeypatch):
+    """UCF-101's val split is its test split: no model is selected on it (no best.pt), with or without per-epoch
+    evaluation the reported number is the last epoch's, and each epoch visits all 6 shots although the batch of 4
+    does not divide them."""
+    out = workdir / f"fewshot_last{eval_every}"
+    seen, real_getitem = {}, data.VideoDataset.__getitem__
+
+    def recording(self, index):
+        if self.train:
+            seen.setdefault(self.epoch, set()).add(self.samples[index][0])
+        return real_getitem(self, index)
+
+    monkeypatch.setattr(data.VideoDataset, "__getitem__", recording)
+    log = train.main(small(workdir, "--data", "ucf101", "--data-root", str(standins["ucf101"]), "--shots", "2",
+                           "--clip", "tiny", "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "4",
+                           "--lr", "1e-3", "--eval-every", eval_every, "--out", str(out)))
+    shots = {path for path, _ in data.build_dataset("ucf101", standins["ucf101"], "train", shots=2).samples}
+    assert len(shots) == 6 and seen == {0: shots, 1: shots}
+    assert ("val_top1" in log[0]) == (eval_every == "1") and "val_top1" in log[-1]
+    assert not (out / "best.pt").exists()
+    results = evaluation.main(small(workdir, "--ckpt", str(out / "last.pt"), "--shots", "2"))
+    assert results["top1"] == pytest.approx(log[-1]["val_top1"])
+
+
 def test_single_video_prints_classes_and_units(workdir, checkpoint, capsys):
     video = clips(workdir)[0]
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--video", str(video), "--top-units", "3"))
