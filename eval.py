@@ -67,8 +67,7 @@ def build_parser():
     p.add_argument("--gpus", type=int, default=1,
                    help="processes to spawn (GPUs; CPU processes with --device cpu); ignored under torchrun")
     p.add_argument("--amp", default=None, choices=("bf16", "fp16", "off"),
-                   help="mixed precision (default: on CUDA bf16 where supported, else fp16; on the CPU bf16 where "
-                   "it is native, else off)")
+                   help="mixed precision (default: on CUDA bf16 where the GPU has it, else fp16; on the CPU off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the class subsets of --k600-new-classes")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first unreadable test video instead of leaving it out and listing it")

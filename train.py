@@ -104,8 +104,8 @@ def build_parser():
     g.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy")
     g.add_argument("--clip-grad", type=float, default=1.0, help="gradient-norm clipping (0: off)")
     g.add_argument("--amp", default=None, choices=("bf16", "fp16", "off"),
-                   help="mixed precision (default: on CUDA bf16 where supported, else fp16; on the CPU bf16 where "
-                   "it is native, else off); fp16 uses a GradScaler")
+                   help="mixed precision (default: on CUDA bf16 where the GPU has it, else fp16; on the CPU off); "
+                   "fp16 uses a GradScaler")
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation, sampling and augmentation")
     g = p.add_argument_group("run")
     g.add_argument("--device", default=None, choices=("cuda", "cpu"), help="default: cuda when present")
