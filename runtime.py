@@ -217,12 +217,13 @@ def check_out(out, fresh, overwrite):
         probe.unlink()
     except OSError as e:
         fail(f"--out {out}: cannot write there ({e.strerror or e})")
-    if fresh and int(os.environ.get("RANK", 0)) == 0 and (out / "last.pt").exists():
+    if fresh and (out / "last.pt").exists():
         if not overwrite:
             fail(f"--out {out} holds a run (last.pt): continue it with --resume {out / 'last.pt'}, choose another "
                  "--out, or add --overwrite to replace it")
-        for name in ("last.pt", "best.pt", "log.jsonl"):
-            (out / name).unlink(missing_ok=True)
+        if int(os.environ.get("RANK", 0)) == 0:   # under torchrun every rank checks, one removes
+            for name in ("last.pt", "best.pt", "log.jsonl"):
+                (out / name).unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------

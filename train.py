@@ -176,7 +176,7 @@ def resumed_options(args, given):
     ckpt = runtime.load_checkpoint(path, mmap=True)
     if "optimizer" not in ckpt:
         fail(f"--resume {path}: holds no optimiser state (best.pt is for evaluation); resume from last.pt")
-    options = dict(ckpt["args"])
+    options = dict(ckpt["args"], out=str(path.parent))   # the run's folder is where its checkpoint is now
     if "out" in given and Path(args.out).resolve() != path.parent.resolve():
         fail(f"--out {args.out}: a resumed run writes into its checkpoint's folder {path.parent}")
     changes = []
