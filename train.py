@@ -388,7 +388,7 @@ def train_epoch(run, epoch, start_step, sums, device):
     show = rank == 0 and not args.no_progress
     bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{args.epochs}",
                disable=not show, dynamic_ncols=True)
-    step, lr, skipped_in_a_row = start_step, None, 0
+    step, lr = start_step, None
     step_finite = torch.ones((), dtype=torch.bool, device=device)
     for micro, (videos, labels, replaced) in enumerate(loader):
         videos = videos.to(device, non_blocking=True)                        # (b, T, 3, S, S)
@@ -408,12 +408,12 @@ def train_epoch(run, epoch, start_step, sums, device):
         stop, due, nonfinite = step_controls(run, step_finite)
         if nonfinite:   # skip the update (every rank: the flag was reduced), keep the schedule in step
             sums.skipped_steps += 1
-            skipped_in_a_row += 1
-            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-                fail(f"{skipped_in_a_row} optimiser steps in a row had a non-finite loss (epoch {epoch + 1}, step "
-                     f"{step + 1}); lower --lr or try --amp off")
+            run["skipped_in_a_row"] += 1
+            if run["skipped_in_a_row"] >= MAX_SKIPPED_IN_A_ROW:
+                fail(f"{run['skipped_in_a_row']} optimiser steps in a row had a non-finite loss (epoch {epoch + 1}, "
+                     f"step {step + 1}); lower --lr or try --amp off")
         else:
-            skipped_in_a_row = 0
+            run["skipped_in_a_row"] = 0
             if args.clip_grad > 0:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
@@ -471,7 +471,8 @@ def setup_run(args, device):
             forward_sync_buffers=False)  # the buffers (text embeddings) are equal on all ranks and never change
     run = dict(args=args, model=model, ddp_model=ddp_model, optimizer=optimizer, scheduler=scheduler,
                scaler=torch.amp.GradScaler(device.type, enabled=args.amp == "fp16"), train_set=train_set,
-               val_set=val_set, steps_per_epoch=steps_per_epoch, best_top1=-1.0, log=[], saved_at=time.time())
+               val_set=val_set, steps_per_epoch=steps_per_epoch, best_top1=-1.0, log=[], saved_at=time.time(),
+               skipped_in_a_row=0)
     if not args.resume:
         return run, 0, 0, RunningSums(device)
     ckpt = runtime.load_checkpoint(args.resume)

@@ -449,3 +449,24 @@ def test_best_checkpoint_is_small_and_eval_scores_it(workdir, reference):
                                "--cache-dir", str(workdir / "cache")])
     assert results["runs"][0]["top1"] == pytest.approx(state["metrics"]["val_top1"])
     assert max(r["val_top1"] for r in read_log(reference)) == state["metrics"]["val_top1"]
+
+
+def test_non_finite_loss_skips_its_step_and_a_run_of_them_stops(workdir, monkeypatch):
+    """One NaN loss: its optimiser step is skipped and counted, the weights stay finite; NaN from then on: the run
+    stops in one line after ten skipped steps in a row."""
+    real = torch.nn.functional.cross_entropy
+    calls = []
+
+    def nan_on_second_call(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", nan_on_second_call)
+    log = train.main(tiny_args(workdir, workdir / "one_nan", "--epochs", "1", "--amp", "off"))
+    assert log[0]["skipped_steps"] == 1 and math.isfinite(log[0]["train_loss"])
+    assert all(torch.isfinite(p).all() for p in parameters(workdir / "one_nan").values())
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(SystemExit) as error:
+        train.main(tiny_args(workdir, workdir / "all_nan", "--epochs", "3", "--amp", "off"))
+    assert error.value.code == 2 and "10 optimiser steps in a row had a non-finite loss" in str(error.value)
