@@ -13,11 +13,12 @@ never used to sort frames or to turn a time into an index; `load_video` seeks to
 cheaper than decoding through, and only in files regular enough to check where it landed (see `_scan`).
 """
 import bisect
+import contextlib
 import csv
 import itertools
 import logging
 import math
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
 
 import av
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 import synthetic
-from runtime import DATASETS, atomic_write
+from runtime import DATASETS, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SEEK_COST_FRAMES = 4
 # our reading: DataLoader workers decode videos in parallel, so each decoder gets one thread (no oversubscription)
 DECODER_THREADS = 1
+# a keyframe's position among the decoded frames (output) and among the demuxed packets, and its timestamps
+_Keyframe = namedtuple("_Keyframe", "output_index packet_index pts dts")
 
 
 def _rgb(frame):
@@ -60,46 +63,26 @@ class _SeekFailed(Exception):
     """A seek landed somewhere we cannot place; the caller decodes straight through instead."""
 
 
-@dataclass
-class _Keyframe:
-    output_index: int   # its position among the decoded frames
-    packet_index: int   # its position among the demuxed packets
-    pts: int
-    dts: int | None
-
-
 def _packet_identity(packet):
-    # the byte position names a packet without trusting its timestamps
-    if packet.pos is not None and packet.pos >= 0:
-        return packet.pos
-    return (packet.pts, packet.dts, packet.size)
+    """The byte position, which names a packet without trusting its timestamps; (pts, dts, size) without one."""
+    return packet.pos if packet.pos is not None and packet.pos >= 0 else (packet.pts, packet.dts, packet.size)
 
 
 def _scan(container, stream):
-    """Demux every packet once (no decoding). Returns (number of frames, seekable keyframes, identity -> keyframe).
+    """Demux every packet once (no decoding) -> (number of frames, seekable keyframes, identity -> keyframe).
 
-    One packet is one frame for the video codecs of these datasets; `_read_through` recounts by decoding when a
-    file proves otherwise. Keyframes are only offered for seeking when the file is regular enough to place them:
-    every packet has a distinct pts and byte position, nothing is flagged for discard, the first packet is a
-    keyframe. A keyframe's output index is its packet index plus its leading pictures: the packets right after
-    it that the decoder shows before it (open-GOP B-frames, recognised by a smaller pts). Every seek is checked
-    where it lands, and every keyframe met while decoding must come out at its computed index (`_frames_from`);
-    any mismatch sends the file down the decode-through path.
-    """
-    pts, dts, is_key, identity, discard = [], [], [], [], False
-    for packet in container.demux(stream):
-        if packet.size == 0:   # the empty packet demux() yields at the end, to flush the decoder
-            continue
-        pts.append(packet.pts)
-        dts.append(packet.dts)
-        is_key.append(packet.is_keyframe)
-        identity.append(_packet_identity(packet))
-        discard |= packet.is_discard
-    n = len(pts)
-    keyframes = []
-    regular = (n > 0 and is_key[0] and not discard and None not in pts and len(set(pts)) == n
-               and len(set(identity)) == n)
-    if regular:
+    One packet is one frame for the video codecs of these datasets (`_read_through` recounts when a file proves
+    otherwise). Keyframes are offered for seeking only in a file regular enough to place them: every packet has a
+    distinct pts and byte position, none is flagged for discard, the first is a keyframe. A keyframe's output index
+    is its packet index plus its leading pictures, the packets right after it that the decoder shows before it
+    (open-GOP B-frames: a smaller pts). Seeks are checked where they land, and keyframes met while decoding must come
+    out at their computed index (`_frames_from`); any mismatch sends the file down the decode-through path."""
+    # leaving out the empty packet that demux() yields at the end, to flush the decoder
+    packets = [(p.pts, p.dts, p.is_keyframe, _packet_identity(p), p.is_discard)
+               for p in container.demux(stream) if p.size > 0]
+    pts, dts, is_key, identity, discard = zip(*packets) if packets else [()] * 5
+    n, keyframes = len(packets), []
+    if n > 0 and is_key[0] and not any(discard) and None not in pts and len(set(pts)) == len(set(identity)) == n:
         key_packets = [p for p in range(n) if is_key[p]] + [n]
         for j, next_j in zip(key_packets[:-1], key_packets[1:]):
             leading = sum(pts[q] < pts[j] for q in range(j + 1, next_j))
@@ -116,9 +99,7 @@ def _scan(container, stream):
 def _seek(container, stream, keyframe, by_identity):
     """Seek to `keyframe` (or an earlier one) and return (the keyframe landed on, packet iterator from it)."""
     # demuxers index by pts (mp4, mkv) or dts (avi): try both; landing on an earlier keyframe is fine
-    for timestamp in dict.fromkeys([keyframe.pts, keyframe.dts]):
-        if timestamp is None:
-            continue
+    for timestamp in dict.fromkeys(t for t in (keyframe.pts, keyframe.dts) if t is not None):
         container.seek(timestamp, stream=stream, backward=True)
         packets = container.demux(stream)
         first = next(packets, None)
@@ -136,18 +117,14 @@ def _frames_from(container, stream, keyframe, by_identity):
     for packet in packets:
         packets_fed += packet.size > 0
         for frame in packet.decode():
-            if output_index is None:
-                # leading pictures of an open GOP (if the decoder shows them at all) precede the keyframe
-                if frame.pts != anchor.pts:
-                    skipped += 1
-                    if skipped > 64:
-                        raise _SeekFailed
-                    continue
-                output_index = anchor.output_index
-            else:
-                output_index += 1
-                if key_index_by_pts.get(frame.pts, output_index) != output_index:
-                    raise _SeekFailed   # a keyframe came out where _scan did not expect it
+            if output_index is None and frame.pts != anchor.pts:
+                skipped += 1   # a leading picture of an open GOP (if the decoder shows it at all) precedes the keyframe
+                if skipped > 64:
+                    raise _SeekFailed
+                continue
+            output_index = anchor.output_index if output_index is None else output_index + 1
+            if key_index_by_pts.get(frame.pts, output_index) != output_index:
+                raise _SeekFailed   # a keyframe came out where _scan did not expect it
             yield output_index, packets_fed, frame
 
 
@@ -157,8 +134,7 @@ def _read_seeking(container, stream, keyframes, by_identity, targets):
     frames, packets_fed, current = None, 0, -1
     for target in targets:
         anchor = keyframes[bisect.bisect_right(key_outputs, target) - 1]
-        if frames is None or (anchor.output_index > current
-                              and anchor.packet_index > packets_fed + SEEK_COST_FRAMES):
+        if frames is None or (anchor.output_index > current and anchor.packet_index > packets_fed + SEEK_COST_FRAMES):
             frames = _frames_from(container, stream, anchor, by_identity)
         for current, packets_fed, frame in frames:
             if current == target:
@@ -187,11 +163,9 @@ def _read_through(path, n, pick, indices):
 
 
 def read_frames(path, pick):
-    """Frames of `path` at the decode-order indices `pick(n)` returns for a video of n frames.
-
-    pick: callable n -> int array (any order, repeats allowed). Returns (frames (K, H, W, 3) uint8, indices (K,)).
-    Raises VideoReadError for a missing, empty, truncated or undecodable file.
-    """
+    """Frames of `path` at the decode-order indices that `pick` (callable n -> int array; any order, repeats
+    allowed) returns for a video of n frames: (frames (K, H, W, 3) uint8, indices (K,)). Raises VideoReadError for a
+    missing, empty, truncated or undecodable file."""
     path = Path(path)
     if not path.is_file():
         raise VideoReadError(path, "file not found")
@@ -206,13 +180,10 @@ def read_frames(path, pick):
             n, keyframes, by_identity = _scan(container, stream)
             if n == 0:
                 raise VideoReadError(path, "no video frames")
-            indices = np.asarray(pick(n), dtype=np.int64)
-            found = None
-            if keyframes:
-                try:
+            indices, found = np.asarray(pick(n), dtype=np.int64), None
+            if keyframes:   # a damaged file fails again below, with its own error
+                with contextlib.suppress(_SeekFailed, av.FFmpegError):
                     found = _read_seeking(container, stream, keyframes, by_identity, sorted(set(indices.tolist())))
-                except (_SeekFailed, av.FFmpegError):   # a damaged file fails again below, with its own error
-                    found = None
         if found is None:
             indices, found, n = _read_through(path, n, pick, indices)
             if n == 0:
@@ -237,12 +208,10 @@ def sample_indices(n, num_frames, train=False, rng=None, view=0, num_views=1):
 
 
 def load_video(path, num_frames, train=False, rng=None):
-    """TSN-sampled frames of a video: np.ndarray (T, H, W, 3) uint8, in temporal (decode) order.
-
-    train=False: segment centres; train=True: a random frame per segment from `rng` (np.random.Generator;
-    a fresh unseeded one when None). Raises VideoReadError when the video cannot be read."""
-    frames, _ = read_frames(path, lambda n: sample_indices(n, num_frames, train, rng))
-    return frames
+    """TSN-sampled frames of a video: np.ndarray (T, H, W, 3) uint8, in temporal (decode) order. train=False:
+    segment centres; train=True: a random frame per segment from `rng` (np.random.Generator; a fresh unseeded one
+    when None). Raises VideoReadError when the video cannot be read."""
+    return read_frames(path, lambda n: sample_indices(n, num_frames, train, rng))[0]
 
 
 # --------------------------------------------------------------------------------------------------------- transforms
@@ -274,23 +243,18 @@ def spatial_crops(video, size, num_crops):
     """`num_crops` size x size crops evenly spaced along the long side (1: centre; 3: both ends and centre).
     (T, 3, H, W) -> list of (T, 3, size, size)."""
     height, width = video.shape[-2:]
-    long_side, short_side = max(height, width), min(height, width)
-    crops = []
-    for k in range(num_crops):
-        along = k * (long_side - size) // (num_crops - 1) if num_crops > 1 else (long_side - size) // 2
-        across = (short_side - size) // 2
-        top, left = (along, across) if height > width else (across, along)
-        crops.append(video[..., top:top + size, left:left + size])
-    return crops
+    spare, across = max(height, width) - size, (min(height, width) - size) // 2
+    alongs = [k * spare // (num_crops - 1) for k in range(num_crops)] if num_crops > 1 else [spare // 2] * num_crops
+    boxes = [(along, across) if height > width else (across, along) for along in alongs]
+    return [video[..., top:top + size, left:left + size] for top, left in boxes]
 
 
 def random_resized_crop(video, size, rng, scale=CROP_SCALE, ratio=CROP_RATIO):
     """A random box of area fraction in `scale` and aspect in `ratio`, resized to size x size (torchvision's rule,
     numpy randomness). (T, 3, H, W) -> (T, 3, size, size)."""
     height, width = video.shape[-2:]
-    area = height * width
     for _ in range(10):
-        target_area = area * rng.uniform(*scale)
+        target_area = height * width * rng.uniform(*scale)
         aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
         w, h = round(math.sqrt(target_area * aspect)), round(math.sqrt(target_area / aspect))
         if 0 < w <= width and 0 < h <= height:
@@ -352,8 +316,7 @@ def normalize(video):
 
 def train_transform(frames, size, rng, crop_scale=CROP_SCALE, colour=True):
     """Random resized crop, horizontal flip (p 0.5), colour jitter (p 0.8) and grayscale (p 0.2) unless
-    colour=False, CLIP mean/std.
-    frames (T, H, W, 3) uint8 -> (T, 3, size, size) float32."""
+    colour=False, CLIP mean/std. frames (T, H, W, 3) uint8 -> (T, 3, size, size) float32."""
     video = random_resized_crop(to_float(frames), size, rng, scale=crop_scale)
     if rng.random() < 0.5:
         video = video.flip(-1)
@@ -377,35 +340,29 @@ MAX_REPLACEMENTS = 20   # unreadable videos in a row before we conclude the data
 
 
 class VideoDataset(torch.utils.data.Dataset):
-    """Samples (path, label) -> (video, label, replaced).
-
-    video: (T, 3, S, S) float32 for views == (1, 1), else (V, T, 3, S, S) with V = temporal * spatial, ordered
-    temporal-major. All randomness (frame sampling, augmentation, replacement of unreadable videos) comes from
-    np.random.default_rng([seed, epoch, index]), so it does not depend on DataLoader workers or DDP ranks.
-    An unreadable video is logged once per process (path -> reason in `unreadable`); strict=True raises
-    VideoReadError. Otherwise, with replace_unreadable (default: train) it is counted in `replaced` and replaced by
-    another sample chosen from (seed, epoch, index), so a training epoch keeps its size; without, the item is
-    `{"path": ..., "reason": ...}`, so that an evaluation scores real test videos only and can list the others.
-    crop_scale is the area range of the random resized crop; colour=False leaves out colour jitter and grayscale.
-    """
+    """Samples (path, label) -> (video, label, replaced). video: (T, 3, S, S) float32 for views == (1, 1), else
+    (V, T, 3, S, S) with V = temporal * spatial, ordered temporal-major. All randomness (frame sampling,
+    augmentation, replacement of unreadable videos) comes from np.random.default_rng([seed, epoch, index]), so it
+    does not depend on DataLoader workers or DDP ranks. An unreadable video is logged once per process (path ->
+    reason in `unreadable`); strict=True raises VideoReadError. Otherwise, with replace_unreadable (default: train)
+    it is counted in `replaced` and replaced by another sample chosen from (seed, epoch, index), so a training epoch
+    keeps its size; without, the item is `{"path": ..., "reason": ...}`, so that an evaluation scores real test
+    videos only and can list the others. crop_scale is the area range of the random resized crop; colour=False
+    leaves out colour jitter and grayscale."""
 
     def __init__(self, samples, class_names, num_frames=8, size=224, train=False, views=(1, 1), seed=0,
                  strict=False, crop_scale=CROP_SCALE, colour=True, replace_unreadable=None):
         self.crop_scale, self.colour = tuple(crop_scale), colour
         self.replace_unreadable = train if replace_unreadable is None else bool(replace_unreadable)
         self.samples = [(str(path), int(label)) for path, label in samples]
-        self.class_names = list(class_names)
-        self.num_frames, self.size, self.train = num_frames, size, train
-        self.views = (int(views[0]), int(views[1]))
-        self.seed, self.strict = seed, strict
-        self.epoch = 0
-        self.unreadable = {}   # path -> reason, for this process
+        self.class_names, self.views = list(class_names), (int(views[0]), int(views[1]))
+        self.num_frames, self.size, self.train, self.seed, self.strict = num_frames, size, train, seed, strict
+        self.epoch, self.unreadable = 0, {}   # unreadable: path -> reason, for this process
         if not self.samples:
             raise ValueError("VideoDataset: no samples")
         if min(self.views) < 1:
             raise ValueError(f"VideoDataset: views must be >= 1, got {views}")
-        bad = [label for _, label in self.samples if not 0 <= label < len(self.class_names)]
-        if bad:
+        if bad := [label for _, label in self.samples if not 0 <= label < len(self.class_names)]:
             raise ValueError(f"VideoDataset: label {bad[0]} outside 0..{len(self.class_names) - 1}")
 
     def __len__(self):
@@ -416,10 +373,9 @@ class VideoDataset(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def _pick(self, rng):
+        """n -> the frame indices of every temporal view, concatenated (training ignores view, test ignores rng)."""
         temporal = self.views[0]
-        if self.train:
-            return lambda n: np.concatenate([sample_indices(n, self.num_frames, True, rng) for _ in range(temporal)])
-        return lambda n: np.concatenate([sample_indices(n, self.num_frames, view=v, num_views=temporal)
+        return lambda n: np.concatenate([sample_indices(n, self.num_frames, self.train, rng, v, temporal)
                                          for v in range(temporal)])
 
     def _read(self, index):
@@ -435,8 +391,7 @@ class VideoDataset(torch.utils.data.Dataset):
                 continue
             rng = np.random.default_rng([self.seed, self.epoch, index])   # the same for every attempt
             try:
-                frames, _ = read_frames(path, self._pick(rng))
-                return frames, label, attempt, rng
+                return read_frames(path, self._pick(rng))[0], label, attempt, rng
             except VideoReadError as error:
                 if self.strict:
                     raise
@@ -456,10 +411,8 @@ class VideoDataset(torch.utils.data.Dataset):
             return {"path": path, "reason": self.unreadable[path]}
         temporal, spatial = self.views
         if self.train:
-            clips = np.split(frames, temporal)
-            views = [train_transform(clip, self.size, rng, self.crop_scale, self.colour)
-                     for clip in clips for _ in range(spatial)]
-            video = torch.stack(views)                                       # (V, T, 3, S, S)
+            video = torch.stack([train_transform(clip, self.size, rng, self.crop_scale, self.colour)   # (V, T, 3, S, S)
+                                 for clip in np.split(frames, temporal) for _ in range(spatial)])
         else:
             crops = eval_transform(frames, self.size, spatial)               # (spatial, temporal*T, 3, S, S)
             video = crops.unflatten(1, (temporal, self.num_frames)).transpose(0, 1)   # (temporal, spatial, T, ...)
@@ -479,13 +432,14 @@ LAYOUT_HELP = {
     "hmdb51": "videos/<class>/*.avi and testTrainMulti_7030_splits/<class>_test_splitS.txt (1 = train, 2 = test)",
     "synthetic": "generated on first use: videos/ plus train.txt, val.txt, labels.txt",
 }
+K400_COLUMNS = "label,youtube_id,time_start,time_end[,split,...]"
 
 
 def _lines(path, layout):
     """(line number, stripped line) for the non-blank lines of an annotation file."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found (the {layout} layout is: {LAYOUT_HELP[layout]})")
-    with open(path, encoding="utf-8-sig", newline="") as file:
+    with open(path, encoding="utf-8-sig", newline="") as file:   # -sig: tolerate a byte-order mark
         for lineno, line in enumerate(file, 1):
             if line.strip():
                 yield lineno, line.strip()
@@ -518,48 +472,48 @@ def _write_list(path, root, samples):
     lines = []
     for video, label in samples:
         video = Path(video)
-        relative = video.relative_to(root) if video.is_relative_to(root) else video
-        lines.append(f"{relative.as_posix()} {label}\n")
-    with atomic_write(path, "w") as file:
-        file.write("".join(lines))
+        lines.append(f"{(video.relative_to(root) if video.is_relative_to(root) else video).as_posix()} {label}\n")
+    write_text_atomic(path, "".join(lines))
+
+
+def _list_layout(root, split, layout):
+    class_names = _read_labels(root / "labels.txt", layout)
+    return class_names, split and _read_list(root / f"{split}.txt", root, len(class_names), layout)
+
+
+def _k400_rows(path):
+    """(label, youtube_id, start, end) of each row of a Kinetics annotation csv."""
+    with open(path, encoding="utf-8-sig", newline="") as file:   # -sig: tolerate a byte-order mark
+        reader = csv.reader(file)
+        header = [h.strip() for h in next(reader, [])]
+        if header[:4] != ["label", "youtube_id", "time_start", "time_end"]:
+            raise _bad_line(path, 1, ",".join(header), f"the header {K400_COLUMNS}")
+        rows = []
+        for row in reader:
+            if not "".join(row).strip():
+                continue
+            label, youtube_id, start, end = ([field.strip() for field in row] + ["", "", "", ""])[:4]
+            if not (label and youtube_id and len(row) == len(header) and start.isdigit() and end.isdigit()):
+                raise _bad_line(path, reader.line_num, ",".join(row), f"{K400_COLUMNS} with integer times")
+            rows.append((label, youtube_id, int(start), int(end)))
+    return rows
 
 
 def _k400(root, split):
     annotations = root / "annotations"
     if not annotations.is_dir():
-        class_names = _read_labels(root / "labels.txt", "k400")
-        return class_names, split and _read_list(root / f"{split}.txt", root, len(class_names), "k400")
-    rows = {}
-    for part in ("train", "val"):
-        path = annotations / f"{part}.csv"
-        if not path.is_file():
-            continue
-        with open(path, encoding="utf-8-sig", newline="") as file:   # -sig: tolerate a byte-order mark
-            reader = csv.reader(file)
-            header = [h.strip() for h in next(reader, [])]
-            expected = "label,youtube_id,time_start,time_end[,split,...]"
-            if header[:4] != ["label", "youtube_id", "time_start", "time_end"]:
-                raise _bad_line(path, 1, ",".join(header), f"the header {expected}")
-            rows[part] = []
-            for row in reader:
-                if not "".join(row).strip():
-                    continue
-                label, youtube_id, start, end = ([field.strip() for field in row] + ["", "", "", ""])[:4]
-                if not (label and youtube_id and len(row) == len(header) and start.isdigit() and end.isdigit()):
-                    raise _bad_line(path, reader.line_num, ",".join(row), f"{expected} with integer times")
-                start, end = int(start), int(end)
-                rows[part].append((label, youtube_id, start, end))
+        return _list_layout(root, split, "k400")
+    rows = {part: _k400_rows(annotations / f"{part}.csv") for part in ("train", "val")
+            if (annotations / f"{part}.csv").is_file()}
     if not rows:
         raise FileNotFoundError(f"{annotations}: no train.csv or val.csv (the k400 layout is: {LAYOUT_HELP['k400']})")
     if split and split not in rows:
         raise FileNotFoundError(f"{annotations / (split + '.csv')}: not found "
                                 f"(the k400 layout is: {LAYOUT_HELP['k400']})")
     class_names = sorted({row[0] for part in rows.values() for row in part})   # the standard 400-class order
-    if not split:
-        return class_names, None
     label_of = {name: i for i, name in enumerate(class_names)}
-    return class_names, [(str(root / "videos" / split / f"{youtube_id}_{start:06d}_{end:06d}.mp4"), label_of[label])
-                         for label, youtube_id, start, end in rows[split]]
+    return class_names, split and [(str(root / "videos" / split / f"{youtube_id}_{start:06d}_{end:06d}.mp4"),
+                                    label_of[label]) for label, youtube_id, start, end in rows[split]]
 
 
 def _ucf101(root, split, fold):
@@ -620,12 +574,9 @@ def _read_layout(name, root, split, fold=1):
                                 f"{LAYOUT_HELP[name]}")
     if name == "k400":
         return _k400(root, split)
-    if name == "ucf101":
-        return _ucf101(root, split, fold)
-    if name == "hmdb51":
-        return _hmdb51(root, split, fold)
-    class_names = _read_labels(root / "labels.txt", name)
-    return class_names, split and _read_list(root / f"{split}.txt", root, len(class_names), name)
+    if name in ("ucf101", "hmdb51"):
+        return (_ucf101 if name == "ucf101" else _hmdb51)(root, split, fold)
+    return _list_layout(root, split, name)
 
 
 def read_class_names(name, root=None):
@@ -690,7 +641,6 @@ def build_dataset(name, root=None, split="train", num_frames=8, size=224, train=
         else:
             samples = few_shot_samples(samples, len(class_names), shots, seed, class_names)
             _write_list(list_out, root, samples)
-    if name == "synthetic":   # see synthetic.CROP_SCALE and synthetic.COLOUR
-        return VideoDataset(samples, class_names, num_frames, size, train, views, seed, strict,
-                            crop_scale=synthetic.CROP_SCALE, colour=synthetic.COLOUR)
-    return VideoDataset(samples, class_names, num_frames, size, train, views, seed, strict)
+    # see synthetic.CROP_SCALE and synthetic.COLOUR
+    looks = dict(crop_scale=synthetic.CROP_SCALE, colour=synthetic.COLOUR) if name == "synthetic" else {}
+    return VideoDataset(samples, class_names, num_frames, size, train, views, seed, strict, **looks)

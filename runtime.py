@@ -1,19 +1,18 @@
 """What train.py and eval.py share at run time: processes, device and precision, prediction, files, one-line errors.
 
-Not a part of the paper: the machinery around it, kept in one place so that the two entry points read as peers.
-It imports no other file of this project (they import it).
+Not a part of the paper: the machinery around it, in one place so that the two entry points read as peers. It
+imports no other file of this project (they import it).
 
-- Processes: `launch(fn, args)` runs fn(args, device) in this process, in `--gpus N` spawned processes (NCCL on
-  CUDA, gloo with `--device cpu`), or in the torchrun group whose RANK / WORLD_SIZE / LOCAL_RANK are set.
+- Processes: `launch(fn, args)` runs fn(args, device) here, in `--gpus N` spawned processes (NCCL on CUDA, gloo
+  with `--device cpu`), or in the torchrun group whose RANK / WORLD_SIZE / LOCAL_RANK are set.
 - Device and precision: `resolve_device`, `resolve_amp`, `default_workers`, `autocast`.
 - Prediction: `predictions(model, dataset, ...)` -> Predictions: probabilities (N, C) and labels (N,) of the N
-  scored samples, their indices, and the unreadable samples left out ({"path", "reason"}), gathered over ranks in
-  sample order; `predict` is its short form (probs, labels, videos replaced or left out) for train.py;
-  `accuracy(probs, labels, class_names)` -> top-1, top-5, mean per-class top-1, top-1 per class.
+  scored samples, their indices and the unreadable ones left out ({"path", "reason"}), gathered over ranks in sample
+  order; `predict`, its short form for train.py; `accuracy(probs, labels, class_names)` -> top-1, top-5, mean
+  per-class top-1, top-1 per class.
 - Files: `atomic_write(path)` (temporary file, then rename), `save_checkpoint`, `load_checkpoint` (which names
   what a file is when it is not a train.py checkpoint: a CLIP file, a video, ...).
-- Errors a user can fix end in one line on stderr and exit status 2, no traceback: `fail(message)`,
-  `one_line_errors()`.
+- Errors a user can fix end in one line on stderr, exit status 2, no traceback: `fail(message)`, `one_line_errors()`.
 - Stopping: SIGINT / SIGTERM set a flag (`stop_signal()`) that the training loop reads between optimiser steps;
   a second signal stops at once.
 - DATASET_DEFAULTS: the per-dataset defaults of both command lines (DESIGN.md, "Per-dataset defaults").
@@ -50,10 +49,7 @@ _KINETICS = dict(clip="ViT-B/16", frames=8, size=224, lr=8e-6, epochs=30, warmup
 _FEW_SHOT = dict(clip="ViT-B/16", frames=32, size=224, lr=2e-6, epochs=50, warmup_epochs=5, batch_size=64,
                  per_gpu_batch=4, eval_every=0, views="1x1")
 DATASET_DEFAULTS = {
-    "k400": _KINETICS,
-    "list": _KINETICS,
-    "ucf101": _FEW_SHOT,
-    "hmdb51": _FEW_SHOT,
+    "k400": _KINETICS, "list": _KINETICS, "ucf101": _FEW_SHOT, "hmdb51": _FEW_SHOT,
     "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, epochs=20, warmup_epochs=1, batch_size=16,
                       per_gpu_batch=16, eval_every=1, views="1x1"),
 }
@@ -64,8 +60,7 @@ def defaults_help(key):
     return ", ".join(f"{name} {DATASET_DEFAULTS[name][key]}" for name in DATASETS)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# One-line errors and help
+# ------------------------------------------------------------------------------------------- One-line errors and help
 
 class UsageError(SystemExit):
     """Exit status 2 (bad input, as argparse uses it) with the one-line `message` already printed."""
@@ -114,14 +109,12 @@ def argument_parser(prog, description):
     return parser
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Files
+# -------------------------------------------------------------------------------------------------------------- Files
 
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
-    """Open a temporary file beside `path`; when the block ends without error it is synced and renamed over `path`,
-    so a reader (or a crash mid-write) sees the old file or the new one, never a part. The temporary name carries
-    the process id, so processes writing the same file at once do not write into one temporary file."""
+    """A temporary file beside `path`, synced and renamed over it when the block ends without error: a reader (or a
+    crash mid-write) sees the old file or the new one, never a part. Named by process id: one per concurrent writer."""
     path = Path(path)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
@@ -149,11 +142,9 @@ VIDEO_SIGNATURES = ((4, b"ftyp"), (8, b"AVI "), (0, b"\x1aE\xdf\xa3"))
 CLIP_STATE_KEYS = ("visual.proj", "text_projection", "visual.conv1.weight")
 
 
-def _not_a_checkpoint(path):
-    """What a file that torch.load must not be asked about is (a video, a TorchScript archive), or None. Checked
-    first because torch's own errors for these files advise loading them with weights_only=False."""
-    with open(path, "rb") as file:
-        head = file.read(16)
+def _not_a_checkpoint(path, head):
+    """What a file (`head`: its first 16 bytes) that torch.load must not be asked about is (a video, a TorchScript
+    archive), or None. Checked first: torch's own errors for these files advise loading with weights_only=False."""
     if any(head[offset:offset + len(magic)] == magic for offset, magic in VIDEO_SIGNATURES):
         return "is not a checkpoint (a video file?)"
     if not zipfile.is_zipfile(path):
@@ -163,11 +154,10 @@ def _not_a_checkpoint(path):
         if not any(name.endswith("constants.pkl") for name in names):   # torch.save archives have none
             return None
         # OpenAI's released CLIP files are TorchScript archives of their class CLIP (clip/model.py)
-        is_clip = any("class CLIP(" in archive.read(name).decode("utf-8", "replace") for name in names
-                      if "/code/" in name and name.endswith(".py"))
-    if is_clip:
-        return ("is a CLIP checkpoint (OpenAI's TorchScript file), not one written by train.py "
-                "(train.py --clip takes it)")
+        if any("class CLIP(" in archive.read(name).decode("utf-8", "replace") for name in names
+               if "/code/" in name and name.endswith(".py")):
+            return ("is a CLIP checkpoint (OpenAI's TorchScript file), not one written by train.py "
+                    "(train.py --clip takes it)")
     return "is a TorchScript archive, not a checkpoint written by train.py"
 
 
@@ -176,23 +166,21 @@ def load_checkpoint(path, mmap=False):
     read tensors only when used (to look at a checkpoint's options without reading its weights)."""
     if not Path(path).is_file():
         fail(f"checkpoint {path}: no such file")
-    what = _not_a_checkpoint(path)
-    if what:
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if what := _not_a_checkpoint(path, head):
         fail(f"checkpoint {path} {what}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated, not a torch file, or pickled objects we do not load
         # torch's message starts with advice to load with weights_only=False; the cause comes later in it
         message = str(e)
-        pickled = re.search(r"Unsupported global: GLOBAL (\S+)", message)
-        if pickled:
+        if pickled := re.search(r"Unsupported global: GLOBAL (\S+)", message):
             fail(f"checkpoint {path} holds a pickled Python object ({pickled.group(1)}), not a checkpoint written "
                  "by train.py (tensors, numbers, strings)")
         if "PytorchStreamReader" in message:
             fail(f"checkpoint {path} is damaged or truncated (a PyTorch archive that cannot be read)")
-        with open(path, "rb") as file:
-            head = file.read(4)
-        if head != b"PK\x03\x04" and head[:1] != b"\x80":   # torch.save's zip format, its older pickle format
+        if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":   # torch.save's zip format, its older pickle format
             fail(f"checkpoint {path} is not a PyTorch file, so not a checkpoint written by train.py")
         cause = re.search(r"WeightsUnpickler error: ([^\n]*)", message)
         fail(f"checkpoint {path} cannot be read as a checkpoint written by train.py "
@@ -226,8 +214,7 @@ def check_out(out, fresh, overwrite):
                 (out / name).unlink(missing_ok=True)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Device and precision
+# ----------------------------------------------------------------------------------------------- Device and precision
 
 def resolve_device(args):
     """Pick the device and check --gpus against the machine; sets args.device."""
@@ -247,16 +234,14 @@ def resolve_device(args):
 
 
 def resolve_amp(args):
-    """On CUDA bf16 where the GPU computes in it, else fp16 (with a GradScaler). On a CPU fp32, whatever the CPU:
-    where bf16 is emulated (AVX2) it is 4-7x slower, and where it is native (AVX512-BF16) the tiny model of the
-    embedded default ran no faster in it (94 s against 99 s) and ended less accurate (0.885 against 0.917), so one
-    precision everywhere keeps the default's figure the same on every CPU. `--amp bf16` still asks for it."""
+    """On CUDA bf16 where the GPU computes in it, else fp16 (with a GradScaler). On a CPU fp32 whatever the CPU:
+    emulated bf16 (AVX2) is 4-7x slower, and native bf16 (AVX512-BF16) ran the embedded default's tiny model no
+    faster (94 s against 99 s) and less accurate (0.885 against 0.917), so one precision keeps the default's figure
+    the same on every CPU. `--amp bf16` still asks for it."""
     if args.amp is None:
-        if args.device == "cuda":
-            # without emulation: V100 / T4 "support" bf16 only by emulation, without tensor cores
-            args.amp = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
-        else:
-            args.amp = "off"
+        # without emulation: V100 / T4 "support" bf16 only by emulation, without tensor cores
+        bf16 = args.device == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+        args.amp = ("bf16" if bf16 else "fp16") if args.device == "cuda" else "off"
 
 
 def default_workers(device):
@@ -270,8 +255,7 @@ def autocast(device, amp):
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Processes: one, spawned (--gpus N), or joined (torchrun)
+# ----------------------------------------------------------- Processes: one, spawned (--gpus N), or joined (torchrun)
 
 def rank_and_world():
     if dist.is_available() and dist.is_initialized():
@@ -308,10 +292,8 @@ def _run_in_group(fn, args, rank, world_size, local_rank, init_method):
 def _die_with_parent():
     """Ask Linux to send this process SIGTERM when its parent dies (a `kill -9` of the launcher), so that a
     spawned rank saves and stops instead of training on alone. Elsewhere nothing happens."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _spawned(rank, fn, args, rendezvous_file):
@@ -345,33 +327,29 @@ def launch(fn, args):
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         return _run_in_group(fn, args, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                              int(os.environ.get("LOCAL_RANK", 0)), "env://")
-    if args.gpus > 1:
-        # The ranks meet through a file, not a TCP port: a port found free here can be taken by another program
-        # before the ranks bind it (seen as a hang when several runs start at once).
-        rendezvous = Path(tempfile.mkdtemp(prefix="asu_ranks_")) / "rendezvous"
-        context = mp.start_processes(_spawned, args=(fn, args, str(rendezvous)), nprocs=args.gpus, join=False,
-                                     start_method="spawn")
-
-        def forward(signum, frame):
-            for process in context.processes:
-                if process.is_alive():
-                    os.kill(process.pid, signum)
-
-        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            _wait_for_ranks(context.processes)
-            context.join()   # all have ended: raises with the failing rank's traceback or exit status
-        except mp.ProcessExitedException as e:
-            if e.exit_code and e.exit_code > 0:  # the rank's own line (an error, or how to resume) is above
-                raise SystemExit(e.exit_code) from None
-            fail(f"worker process {e.error_index} died: {e}")
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            shutil.rmtree(rendezvous.parent, ignore_errors=True)
-        return None
-    device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
-    return fn(args, device)
+    if args.gpus <= 1:
+        return fn(args, torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu"))
+    # The ranks meet through a file, not a TCP port: a port found free here can be taken by another program
+    # before the ranks bind it (seen as a hang when several runs start at once).
+    rendezvous = Path(tempfile.mkdtemp(prefix="asu_ranks_")) / "rendezvous"
+    context = mp.start_processes(_spawned, args=(fn, args, str(rendezvous)), nprocs=args.gpus, join=False,
+                                 start_method="spawn")
+    def forward(signum, frame):
+        for process in context.processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _wait_for_ranks(context.processes)
+        context.join()   # all have ended: raises with the failing rank's traceback or exit status
+    except mp.ProcessExitedException as e:
+        if e.exit_code and e.exit_code > 0:  # the rank's own line (an error, or how to resume) is above
+            raise SystemExit(e.exit_code) from None
+        fail(f"worker process {e.error_index} died: {e}")
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        shutil.rmtree(rendezvous.parent, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -387,9 +365,8 @@ def rank_zero_first():
 
 
 def rng_state():
-    """This process's RNG states, as tensors / tuples so that torch.load(weights_only=True) reads them back.
-    No CUDA state: nothing here draws from it (data randomness comes from numpy generators seeded per sample), and
-    a machine with fewer GPUs could not restore it."""
+    """This process's RNG states as tensors / tuples, which torch.load(weights_only=True) reads back. No CUDA state:
+    nothing draws from it (data randomness: per-sample numpy generators), and fewer GPUs could not restore it."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return {"torch": torch.get_rng_state(),
             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
@@ -405,11 +382,9 @@ def set_rng_state(state):
 
 def all_rng_states():
     """RNG states of every rank (rank 0 writes the checkpoint, each rank restores its own)."""
-    rank, world_size = rank_and_world()
-    if world_size == 1:
-        return [rng_state()]
-    states = [None] * world_size
-    dist.all_gather_object(states, rng_state())
+    states = [rng_state()] * rank_and_world()[1]
+    if len(states) > 1:
+        dist.all_gather_object(states, states[0])
     return states
 
 
@@ -434,8 +409,7 @@ def stop_signal():
     return _stop["signal"]
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Prediction
+# --------------------------------------------------------------------------------------------------------- Prediction
 
 @dataclass
 class Predictions:
@@ -448,9 +422,8 @@ class Predictions:
 
 
 def _collate_readable(batch):
-    """default_collate of the batch's readable items; the unreadable ones (the {"path", "reason"} dicts of a
-    dataset that does not replace them) come back apart. -> (collated or None, their positions, the dicts with
-    their positions)."""
+    """default_collate of the batch's readable items; the unreadable ones ({"path", "reason"} dicts of a dataset that
+    does not replace them) come back apart: -> (collated or None, their positions, [(position, dict)])."""
     positions = [k for k, item in enumerate(batch) if not isinstance(item, dict)]
     left_out = [(k, item) for k, item in enumerate(batch) if isinstance(item, dict)]
     collated = torch.utils.data.default_collate([batch[k] for k in positions]) if positions else None
@@ -459,12 +432,11 @@ def _collate_readable(batch):
 
 @torch.no_grad()
 def predictions(model, dataset, device, amp, batch_size, workers=0, progress=False, strict=False):
-    """Class probabilities of every readable sample, gathered over ranks: a Predictions.
-
-    Items are (video, label, replaced) or, for an unreadable video the dataset leaves out, {"path", "reason"}:
-    such a sample is not scored but listed; strict=True ends at the first one instead (one line, exit status 1).
-    Multi-view items (V, T, 3, S, S) are scored one view at a time and the softmax probabilities averaged over
-    the views (our reading of "multi-view averaging"; averaging logits is the other common choice)."""
+    """Class probabilities of every readable sample, gathered over ranks: a Predictions. Items are (video, label,
+    replaced) or, for an unreadable video the dataset leaves out, {"path", "reason"}: such a sample is not scored
+    but listed; strict=True ends at the first one instead (fail(): one line, exit status 2). Multi-view items
+    (V, T, 3, S, S) are scored one view at a time and the softmax probabilities averaged over the views (our
+    reading of "multi-view averaging"; averaging logits is the other common choice)."""
     model.eval()
     rank, world_size = rank_and_world()
     indices = list(range(rank, len(dataset), world_size))
@@ -483,8 +455,7 @@ def predictions(model, dataset, device, amp, batch_size, workers=0, progress=Fal
             continue
         videos, batch_labels, batch_replaced = collated
         videos = videos.to(device, non_blocking=True)
-        if videos.dim() == 5:                                                # (B, T, 3, S, S): one view
-            videos = videos[:, None]
+        videos = videos[:, None] if videos.dim() == 5 else videos            # (B, T, 3, S, S): one view
         view_probs = 0
         for v in range(videos.shape[1]):
             with autocast(device, amp):
@@ -493,18 +464,16 @@ def predictions(model, dataset, device, amp, batch_size, workers=0, progress=Fal
         probs.append((view_probs / videos.shape[1]).cpu())
         labels.append(batch_labels)
         replaced += int(batch_replaced.sum())
-    parts = [(scored, probs, labels, unreadable, replaced)]
+    parts = [(scored, probs, labels, unreadable, replaced)] * world_size
     if world_size > 1:
-        parts = [None] * world_size
-        dist.all_gather_object(parts, (scored, probs, labels, unreadable, replaced))
-    scored = [i for part in parts for i in part[0]]
+        dist.all_gather_object(parts, parts[0])
+    # each of the first four lists, concatenated over ranks
+    scored, probs, labels, unreadable = ([x for part in parts for x in part[k]] for k in range(4))
     order = torch.tensor(scored, dtype=torch.long).argsort()
-    probs = [p for part in parts for p in part[1]]
-    labels = [y for part in parts for y in part[2]]
     return Predictions(probs=torch.cat(probs)[order] if probs else torch.zeros(0, 0),           # (N, C)
                        labels=torch.cat(labels)[order] if labels else torch.zeros(0, dtype=torch.long),
                        indices=[scored[i] for i in order.tolist()],
-                       unreadable=[item for _, item in sorted((i, item) for part in parts for i, item in part[3])],
+                       unreadable=[item for _, item in sorted(unreadable)],
                        replaced=sum(part[4] for part in parts))
 
 
@@ -518,15 +487,14 @@ def predict(model, dataset, device, amp, batch_size, workers=0, progress=False):
 def accuracy(probs, labels, class_names=None):
     """top-1, top-5 and mean per-class top-1 (over the classes that have samples); with class_names also
     per_class, {class name: top-1} for those classes in label order."""
-    if len(labels) == 0:
-        result = {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan")}
-        return result if class_names is None else dict(result, per_class={})
-    top5 = probs.topk(min(5, probs.shape[1]), dim=1).indices                    # (N, 5)
-    correct1 = top5[:, 0] == labels
-    per_class = {int(c): correct1[labels == c].float().mean().item() for c in labels.unique()}
-    result = {"top1": correct1.float().mean().item(),
-              "top5": (top5 == labels[:, None]).any(1).float().mean().item(),
-              "mean_class": sum(per_class.values()) / len(per_class)}
+    result, per_class = {"top1": float("nan"), "top5": float("nan"), "mean_class": float("nan")}, {}
+    if len(labels):
+        top5 = probs.topk(min(5, probs.shape[1]), dim=1).indices                # (N, 5)
+        correct1 = top5[:, 0] == labels
+        per_class = {int(c): correct1[labels == c].float().mean().item() for c in labels.unique()}
+        result = {"top1": correct1.float().mean().item(),
+                  "top5": (top5 == labels[:, None]).any(1).float().mean().item(),
+                  "mean_class": sum(per_class.values()) / len(per_class)}
     if class_names is not None:
         result["per_class"] = {class_names[c]: top1 for c, top1 in per_class.items()}
     return result
