@@ -470,3 +470,17 @@ def test_non_finite_loss_skips_its_step_and_a_run_of_them_stops(workdir, monkeyp
     with pytest.raises(SystemExit) as error:
         train.main(tiny_args(workdir, workdir / "all_nan", "--epochs", "3", "--amp", "off"))
     assert error.value.code == 2 and "10 optimiser steps in a row had a non-finite loss" in str(error.value)
+
+
+def test_resume_under_another_amp_mode_runs(workdir, capsys):
+    """A bf16 run resumed with --amp fp16 (a GradScaler with no saved state) goes on, with a note that it is not
+    bit-exact; and back to fp32 from that fp16 checkpoint (whose scaler state is then unused)."""
+    smaller = ["--frames", "1", "--size", "32", "--mra-grids", "2x2", "--batch-size", "8", "--epochs", "3"]
+    out = workdir / "amp_switch"
+    train.main(tiny_args(workdir, out, *smaller, "--amp", "bf16", "--stop-after", "1"))
+    log = train.main(["--resume", str(out / "last.pt"), "--amp", "fp16", "--stop-after", "2"])
+    assert "--amp bf16 -> fp16" in capsys.readouterr().err
+    assert torch.load(out / "last.pt", weights_only=True)["scaler"]["scale"] > 0
+    log = train.main(["--resume", str(out / "last.pt"), "--amp", "off"])
+    assert [r["epoch"] for r in log] == [1, 2, 3] and all(math.isfinite(r["train_loss"]) for r in log)
+    assert json.loads((out / "args.json").read_text())["amp"] == "off"
