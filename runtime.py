@@ -8,7 +8,7 @@ imports no other file of this project (they import it).
 - Device and precision: `resolve_device`, `resolve_amp`, `default_workers`, `autocast`.
 - Prediction: `predictions(model, dataset, ...)` -> Predictions: probabilities (N, C) and labels (N,) of the N
   scored samples, their indices and the unreadable ones left out ({"path", "reason"}), gathered over ranks in sample
-  order; `predict`, its short form for train.py; `accuracy(probs, labels, class_names)` -> top-1, top-5, mean
+  order; `accuracy(probs, labels, class_names)` -> top-1, top-5, mean
   per-class top-1, top-1 per class.
 - Files: `atomic_write(path)` (temporary file, then rename), `save_checkpoint`, `load_checkpoint` (which names
   what a file is when it is not a train.py checkpoint: a CLIP file, a video, ...).
@@ -475,13 +475,6 @@ def predictions(model, dataset, device, amp, batch_size, workers=0, progress=Fal
                        indices=[scored[i] for i in order.tolist()],
                        unreadable=[item for _, item in sorted(unreadable)],
                        replaced=sum(part[4] for part in parts))
-
-
-def predict(model, dataset, device, amp, batch_size, workers=0, progress=False):
-    """The short form of `predictions` that train.py's per-epoch validation uses: (probs (N, C), labels (N,),
-    number of videos replaced or left out)."""
-    scores = predictions(model, dataset, device, amp, batch_size, workers, progress)
-    return scores.probs, scores.labels, scores.replaced + len(scores.unreadable)
 
 
 def accuracy(probs, labels, class_names=None):

@@ -351,11 +351,11 @@ def run_epoch(run, epoch, start_step, sums, device, changes):
     record = {"epoch": epoch + 1, "lr": lr, "train_loss": sums.loss / max(1, sums.samples),
               "skipped_steps": sums.skipped_steps, "replaced": int(sums.replaced)}   # replaced: train + val videos
     if (args.eval_every and (epoch + 1) % args.eval_every == 0) or epoch + 1 == args.epochs:
-        probs, labels, replaced = runtime.predict(run.model, run.val_set, device, args.amp, args.per_gpu_batch,
-                                                  args.workers, progress=run.show_progress)
-        scores = runtime.accuracy(probs, labels)
+        val = runtime.predictions(run.model, run.val_set, device, args.amp, args.per_gpu_batch, args.workers,
+                                  progress=run.show_progress)
+        scores = runtime.accuracy(val.probs, val.labels)
         record.update(val_top1=scores["top1"], val_top5=scores["top5"], val_mean_class=scores["mean_class"],
-                      replaced=record["replaced"] + replaced)
+                      replaced=record["replaced"] + val.replaced + len(val.unreadable))
     record["seconds"] = round(time.time() - started, 2)
     if changes:   # what --allow-changes changed: in the record of the first epoch that ran with it
         record["changes"] = changes

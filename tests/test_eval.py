@@ -131,7 +131,8 @@ def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
     ckpt = runtime.load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
     dataset = data.build_dataset("synthetic", workdir / "synthetic", "val", num_frames=2, size=64, views=(2, 3))
-    probs, labels, _ = runtime.predict(model, dataset, torch.device("cpu"), "off", batch_size=3)
+    scores = runtime.predictions(model, dataset, torch.device("cpu"), "off", batch_size=3)
+    probs, labels = scores.probs, scores.labels
     one_by_one = []
     with torch.no_grad():
         for i in range(len(dataset)):
@@ -186,11 +187,11 @@ def test_unreadable_test_videos_are_left_out_and_listed(workdir, checkpoint, lis
     assert results["top1"] == pytest.approx(sum(correct) / 8)
     assert results["per_class"] == pytest.approx(per_class) and len(per_class) == len(ckpt["class_names"])
     assert results["mean_class"] == pytest.approx(sum(per_class.values()) / len(per_class))
-    # train.py's short form counts the two as left out
+    # what train.py's per-epoch validation reads: the 8 scored, the 2 left out
     test_set = data.build_dataset("list", root, "val", num_frames=2, size=64)
-    probs, labels, left_out = runtime.predict(model, test_set, torch.device("cpu"), "off", batch_size=4)
-    assert probs.shape == (8, len(ckpt["class_names"])) and labels.tolist() == [y for _, y in readable]
-    assert left_out == 2
+    scores = runtime.predictions(model, test_set, torch.device("cpu"), "off", batch_size=4)
+    assert scores.probs.shape == (8, len(ckpt["class_names"])) and scores.labels.tolist() == [y for _, y in readable]
+    assert len(scores.unreadable) == 2 and scores.replaced == 0
     with pytest.raises(SystemExit) as error:
         evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "list", "--data-root", str(root),
                               "--views", "1x1", "--strict"))
