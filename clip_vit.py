@@ -14,6 +14,7 @@ optional additive mask, which ASU's multi-region attention (mra.py) needs.
 import gzip
 import hashlib
 import html
+import math
 import os
 import urllib.request
 import warnings
@@ -183,12 +184,16 @@ def tiny_clip(seed=0, image_resolution=112):
     as a 128-wide one and steps 2.5 times faster on a CPU. The joint embedding is 64 wide too, as it sets the
     width of ASU's decoder: at 128 the decoder cost as much as the whole image tower. Its weights are rounded to
     fp16 values, as OpenAI's published weights are, so that frozen tensors can be stored in fp16 without loss (see
-    train.py's best.pt)."""
+    train.py's best.pt). Its logit scale is 100, a trained CLIP's, not CLIP's 1/0.07 at initialisation: ASU keeps it
+    frozen, and a random text tower gives class names that share words nearly parallel embeddings (cosine 0.99 for
+    "bouncing a ball in the room / in the street"), so at 14.3 even a perfect video feature could put only 1.7
+    between their logits."""
     torch.manual_seed(seed)
     model = CLIP(embed_dim=64, image_resolution=image_resolution, vision_layers=4, vision_width=64,
                  vision_patch_size=16, context_length=77, vocab_size=49408, transformer_width=128,
                  transformer_heads=2, transformer_layers=2).eval()
     with torch.no_grad():
+        model.logit_scale.fill_(math.log(100))
         for parameter in model.parameters():
             parameter.copy_(parameter.half().float())
     return model

@@ -3,14 +3,15 @@ VideoDataset -> the dataset layouts and few-shot subsets (the paper's "Experimen
 HMDB-51; the synthetic embedded default is rendered by synthetic.py and read here like any list dataset).
 
 In:  a dataset layout on disk (`build_dataset(name, root, split)`; the layouts are drawn in DESIGN.md).
-Out: `VideoDataset[i] -> (video, label, replaced)`, video float32 normalised with CLIP's mean/std,
-     (T, 3, S, S) for one view or (V, T, 3, S, S) for V = temporal x spatial test views; in evaluation an
+Out: `VideoDataset[i] -> (video, label, replaced)`, video uint8 RGB (runtime.model_input normalises it on the
+     device), (T, 3, S, S) for one view or (V, T, 3, S, S) for V = temporal x spatial test views; in evaluation an
      unreadable video gives `{"path", "reason"}` instead, which runtime.predictions leaves out and lists.
      `k600_zero_shot_splits()`: the three published 160-class Kinetics-600 zero-shot splits (labels/).
 
 Frames are indexed in decode order: frame k is the k-th frame a full `container.decode()` yields. Timestamps are
 never used to sort frames or to turn a time into an index; `load_video` seeks to a keyframe only when that is
-cheaper than decoding through, and only in files regular enough to check where it landed (see `_scan`).
+cheaper than decoding through, and only in files regular enough to check where it landed (see `_scan`). The
+decoder scales frames to the short side the transform needs (`_rgb`), so no full-resolution frame is ever copied.
 """
 import bisect
 import contextlib
@@ -31,9 +32,6 @@ from runtime import DATASETS, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
 # ----------------------------------------------------------------------------------------------------------- decoding
 
 # our reading: a seek plus decoder flush costs less than decoding a few frames; a target fewer packets than this
@@ -45,10 +43,26 @@ DECODER_THREADS = 1
 _Keyframe = namedtuple("_Keyframe", "output_index packet_index pts dts")
 
 
-def _rgb(frame):
-    """A decoded av.VideoFrame -> (H, W, 3) uint8 RGB, converted on this thread: by default swscale starts a thread
-    pool for every frame, which costs several times the conversion itself (0.67 against 0.10 ms a 128 px frame)."""
-    return frame.to_ndarray(format="rgb24", threads=DECODER_THREADS)
+# swscale's bilinear widens its kernel with the downscaling factor: an antialiased triangle filter, the one
+# torch's bilinear resize with antialias=True applies, so frames scaled here match the float resize of full frames
+# that our transforms did before (mean absolute difference 0.007 on a 1080p clip, against 0.011 for AREA and 0.012
+# for BICUBIC). FULL_CHR_H_INT interpolates the chroma at full width before the conversion to RGB; without it the
+# difference triples at colour edges (0.021).
+SCALING = int(av.video.reformatter.Interpolation.BILINEAR | av.video.reformatter.Interpolation.FULL_CHR_H_INT)
+
+
+def _rgb(frame, short_side=None):
+    """A decoded av.VideoFrame -> (H, W, 3) uint8 RGB, scaled by swscale in the same step (SCALING) so that its short
+    side is `short_side` (aspect kept) when it is larger; a frame already that small is left as it is, so the
+    transform's one resize is the only one. Converted on this thread: by default swscale starts a thread pool for
+    every frame, which costs several times the conversion itself (0.67 against 0.10 ms a 128 px frame)."""
+    width, height = frame.width, frame.height
+    if short_side is None or min(width, height) <= short_side:
+        return frame.to_ndarray(format="rgb24", threads=DECODER_THREADS)
+    scale = short_side / min(width, height)
+    width, height = max(short_side, round(width * scale)), max(short_side, round(height * scale))
+    return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=SCALING,
+                            threads=DECODER_THREADS)
 
 
 class VideoReadError(RuntimeError):
@@ -128,7 +142,7 @@ def _frames_from(container, stream, keyframe, by_identity):
             yield output_index, packets_fed, frame
 
 
-def _read_seeking(container, stream, keyframes, by_identity, targets):
+def _read_seeking(container, stream, keyframes, by_identity, targets, short_side):
     """Frames at the sorted output indices `targets`: seek to the keyframe before a target when it saves decoding."""
     found, key_outputs = {}, [k.output_index for k in keyframes]
     frames, packets_fed, current = None, 0, -1
@@ -138,14 +152,14 @@ def _read_seeking(container, stream, keyframes, by_identity, targets):
             frames = _frames_from(container, stream, anchor, by_identity)
         for current, packets_fed, frame in frames:
             if current == target:
-                found[target] = _rgb(frame)
+                found[target] = _rgb(frame, short_side)
                 break
         else:   # the stream ended early: the packet count was wrong
             raise _SeekFailed
     return found
 
 
-def _read_through(path, n, pick, indices):
+def _read_through(path, n, pick, indices, short_side):
     """Decode every frame in order, converting only the wanted ones; recount and re-pick if n was wrong."""
     for _ in range(2):
         wanted, found, count = set(indices.tolist()), {}, 0
@@ -154,7 +168,7 @@ def _read_through(path, n, pick, indices):
             stream.codec_context.thread_count = DECODER_THREADS
             for frame in container.decode(stream):
                 if count in wanted:
-                    found[count] = _rgb(frame)
+                    found[count] = _rgb(frame, short_side)
                 count += 1
         if count == n or count == 0:
             return indices, found, count
@@ -162,10 +176,11 @@ def _read_through(path, n, pick, indices):
     raise VideoReadError(path, "the number of decoded frames changes from one decode to the next")
 
 
-def read_frames(path, pick):
+def read_frames(path, pick, short_side=None):
     """Frames of `path` at the decode-order indices that `pick` (callable n -> int array; any order, repeats
-    allowed) returns for a video of n frames: (frames (K, H, W, 3) uint8, indices (K,)). Raises VideoReadError for a
-    missing, empty, truncated or undecodable file."""
+    allowed) returns for a video of n frames: (frames (K, H, W, 3) uint8, indices (K,)), scaled down in the decoder
+    to short side `short_side` where they are larger (None: full size). Raises VideoReadError for a missing, empty,
+    truncated or undecodable file."""
     path = Path(path)
     if not path.is_file():
         raise VideoReadError(path, "file not found")
@@ -183,9 +198,10 @@ def read_frames(path, pick):
             indices, found = np.asarray(pick(n), dtype=np.int64), None
             if keyframes:   # a damaged file fails again below, with its own error
                 with contextlib.suppress(_SeekFailed, av.FFmpegError):
-                    found = _read_seeking(container, stream, keyframes, by_identity, sorted(set(indices.tolist())))
+                    found = _read_seeking(container, stream, keyframes, by_identity, sorted(set(indices.tolist())),
+                                          short_side)
         if found is None:
-            indices, found, n = _read_through(path, n, pick, indices)
+            indices, found, n = _read_through(path, n, pick, indices, short_side)
             if n == 0:
                 raise VideoReadError(path, "no decodable video frames")
     except (av.FFmpegError, OSError, EOFError, UnicodeDecodeError) as error:
@@ -207,28 +223,43 @@ def sample_indices(n, num_frames, train=False, rng=None, view=0, num_views=1):
     return ((2 * num_views * i + 2 * view + 1) * n // (2 * num_views * num_frames)).astype(np.int64)
 
 
-def load_video(path, num_frames, train=False, rng=None):
+def load_video(path, num_frames, train=False, rng=None, short_side=None):
     """TSN-sampled frames of a video: np.ndarray (T, H, W, 3) uint8, in temporal (decode) order. train=False:
     segment centres; train=True: a random frame per segment from `rng` (np.random.Generator; a fresh unseeded one
-    when None). Raises VideoReadError when the video cannot be read."""
-    return read_frames(path, lambda n: sample_indices(n, num_frames, train, rng))[0]
+    when None); short_side: as read_frames. Raises VideoReadError when the video cannot be read."""
+    return read_frames(path, lambda n: sample_indices(n, num_frames, train, rng), short_side)[0]
 
 
 # --------------------------------------------------------------------------------------------------------- transforms
-# One set of random parameters per clip, applied to all its frames (the motion must stay intact).
+# One set of random parameters per clip, applied to all its frames (the motion must stay intact). Clips leave the
+# dataset as uint8 (a quarter of float32's bytes through the DataLoader's shared memory and to the GPU);
+# runtime.model_input turns them into CLIP's normalised floats on the device.
 
 # our reading: X-CLIP's multi-scale crop keeps sides >= 0.66 (area >= ~0.44); jitter values are X-CLIP's
 CROP_SCALE = (0.4, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
 JITTER = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
+# the usual Kinetics recipe: frames at short side 256 before a 224 random resized crop; test crops at short side 224
+TRAIN_SHORT_SIDE = 256 / 224
 
 
-def to_float(frames):
-    """(T, H, W, 3) uint8 numpy -> (T, 3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)
+def train_short_side(size):
+    """The short side the decoder delivers for a training crop of `size` (test crops: `size` itself)."""
+    return round(size * TRAIN_SHORT_SIDE)
+
+
+def to_tensor(frames):
+    """(T, H, W, 3) uint8 numpy -> (T, 3, H, W) uint8 tensor (a view, no copy)."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+
+
+def to_uint8(video):
+    """(T, 3, H, W) float in [0, 1] -> uint8, rounded."""
+    return video.mul(255).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def resize(video, height, width):
+    """Float (T, 3, H, W) -> (T, 3, height, width), bilinear with antialiasing (area-like when downscaling)."""
     return F.interpolate(video, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
 
 
@@ -249,21 +280,17 @@ def spatial_crops(video, size, num_crops):
     return [video[..., top:top + size, left:left + size] for top, left in boxes]
 
 
-def random_resized_crop(video, size, rng, scale=CROP_SCALE, ratio=CROP_RATIO):
-    """A random box of area fraction in `scale` and aspect in `ratio`, resized to size x size (torchvision's rule,
-    numpy randomness). (T, 3, H, W) -> (T, 3, size, size)."""
-    height, width = video.shape[-2:]
+def random_crop_box(height, width, rng, scale=CROP_SCALE, ratio=CROP_RATIO):
+    """(top, left, h, w) of a random box of area fraction in `scale` and aspect in `ratio` (torchvision's
+    RandomResizedCrop rule, numpy randomness); a centred square when ten draws do not fit."""
     for _ in range(10):
         target_area = height * width * rng.uniform(*scale)
         aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
         w, h = round(math.sqrt(target_area * aspect)), round(math.sqrt(target_area / aspect))
         if 0 < w <= width and 0 < h <= height:
-            top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-            break
-    else:   # fall back to a centred square
-        h = w = min(height, width)
-        top, left = (height - h) // 2, (width - w) // 2
-    return resize(video[..., top:top + h, left:left + w], size, size)
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    h = w = min(height, width)
+    return (height - h) // 2, (width - w) // 2, h, w
 
 
 def grayscale(video):
@@ -290,48 +317,56 @@ def _hsv_to_rgb(hsv):
     return value.unsqueeze(1) * (1 - saturation.unsqueeze(1) * weight)
 
 
-def color_jitter(video, rng, brightness, contrast, saturation, hue):
-    """torchvision's ColorJitter on a clip: the four adjustments in random order, one factor each per clip."""
-    for op in rng.permutation(4):
+def jitter_steps(rng, brightness, contrast, saturation, hue):
+    """torchvision's ColorJitter drawn once per clip: the four adjustments in random order, each with its factor."""
+    ranges = ((1 - brightness, 1 + brightness), (1 - contrast, 1 + contrast), (1 - saturation, 1 + saturation),
+              (-hue, hue))
+    return [(int(op), rng.uniform(*ranges[op])) for op in rng.permutation(4)]
+
+
+def color_jitter(video, steps):
+    """Apply jitter_steps to (T, 3, H, W) float in [0, 1]."""
+    for op, factor in steps:
         if op == 0:
-            video = (video * rng.uniform(1 - brightness, 1 + brightness)).clamp(0, 1)
+            video = (video * factor).clamp(0, 1)
         elif op == 1:
             mean = grayscale(video)[:, :1].mean(dim=(1, 2, 3), keepdim=True)   # per frame, as torchvision
-            video = (mean + rng.uniform(1 - contrast, 1 + contrast) * (video - mean)).clamp(0, 1)
+            video = (mean + factor * (video - mean)).clamp(0, 1)
         elif op == 2:
             gray = grayscale(video)
-            video = (gray + rng.uniform(1 - saturation, 1 + saturation) * (video - gray)).clamp(0, 1)
+            video = (gray + factor * (video - gray)).clamp(0, 1)
         else:
             hsv = _rgb_to_hsv(video)
-            hsv[:, 0] = (hsv[:, 0] + rng.uniform(-hue, hue)) % 1.0
+            hsv[:, 0] = (hsv[:, 0] + factor) % 1.0
             video = _hsv_to_rgb(hsv).clamp(0, 1)
     return video
 
 
-def normalize(video):
-    mean = torch.tensor(CLIP_MEAN, dtype=video.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD, dtype=video.dtype).view(1, 3, 1, 1)
-    return (video - mean) / std
-
-
 def train_transform(frames, size, rng, crop_scale=CROP_SCALE, colour=True):
     """Random resized crop, horizontal flip (p 0.5), colour jitter (p 0.8) and grayscale (p 0.2) unless
-    colour=False, CLIP mean/std. frames (T, H, W, 3) uint8 -> (T, 3, size, size) float32."""
-    video = random_resized_crop(to_float(frames), size, rng, scale=crop_scale)
-    if rng.random() < 0.5:
-        video = video.flip(-1)
-    if colour and rng.random() < 0.8:
-        video = color_jitter(video, rng, **JITTER)
-    if colour and rng.random() < 0.2:
-        video = grayscale(video)
-    return normalize(video.contiguous())
+    colour=False, one set of parameters for the clip. frames (T, H, W, 3) uint8 (best at short side
+    train_short_side(size)) -> (T, 3, size, size) uint8. The float steps run one frame at a time on its crop, so a
+    1080p training item needs about 60 MiB (bench/data_speed.py)."""
+    video = to_tensor(frames)                                                 # (T, 3, H, W) uint8
+    top, left, h, w = random_crop_box(*video.shape[-2:], rng, scale=crop_scale)
+    flip = rng.random() < 0.5
+    jitter = jitter_steps(rng, **JITTER) if colour and rng.random() < 0.8 else []
+    gray = colour and rng.random() < 0.2
+    out = torch.empty(len(video), 3, size, size, dtype=torch.uint8)
+    for t, frame in enumerate(video[..., top:top + h, left:left + w]):
+        frame = resize(frame[None].float().div_(255), size, size)           # (1, 3, size, size)
+        frame = color_jitter(frame.flip(-1) if flip else frame, jitter)
+        out[t] = to_uint8(grayscale(frame) if gray else frame)[0]
+    return out
 
 
 def eval_transform(frames, size, num_crops=1):
-    """Short side to `size`, then `num_crops` evenly spaced crops, CLIP mean/std.
-    frames (T, H, W, 3) uint8 -> (num_crops, T, 3, size, size) float32."""
-    video = resize_short_side(to_float(frames), size)
-    return torch.stack([normalize(crop) for crop in spatial_crops(video, size, num_crops)])
+    """Short side to `size` (a no-op for frames the decoder already scaled), then `num_crops` evenly spaced crops.
+    frames (T, H, W, 3) uint8 -> (num_crops, T, 3, size, size) uint8."""
+    video = to_tensor(frames)                                                 # (T, 3, H, W) uint8
+    if min(video.shape[-2:]) != size:
+        video = to_uint8(resize_short_side(video.float().div_(255), size))
+    return torch.stack(spatial_crops(video, size, num_crops))
 
 
 # ------------------------------------------------------------------------------------------------------------ dataset
@@ -340,11 +375,13 @@ MAX_REPLACEMENTS = 20   # unreadable videos in a row before we conclude the data
 
 
 class VideoDataset(torch.utils.data.Dataset):
-    """Samples (path, label) -> (video, label, replaced). video: (T, 3, S, S) float32 for views == (1, 1), else
-    (V, T, 3, S, S) with V = temporal * spatial, ordered temporal-major. All randomness (frame sampling,
-    augmentation, replacement of unreadable videos) comes from np.random.default_rng([seed, epoch, index]), so it
-    does not depend on DataLoader workers or DDP ranks. An unreadable video is logged once per process (path ->
-    reason in `unreadable`); strict=True raises VideoReadError. Otherwise, with replace_unreadable (default: train)
+    """Samples (path, label) -> (video, label, replaced). video: (T, 3, S, S) uint8 for views == (1, 1), else
+    (V, T, 3, S, S) with V = temporal * spatial, ordered temporal-major; frames are decoded at short side
+    train_short_side(S) for training and S for test. All randomness (frame sampling, augmentation, replacement of
+    unreadable videos) comes from np.random.default_rng([seed, epoch, index]), so it does not depend on DataLoader
+    workers or DDP ranks; the epoch is `set_epoch`'s, or comes with the index as an (epoch, index) pair (what
+    EpochSampler yields, for persistent workers whose copies of the dataset never see a later set_epoch). An
+    unreadable video is logged once per process (path -> reason in `unreadable`); strict=True raises VideoReadError. Otherwise, with replace_unreadable (default: train)
     it is counted in `replaced` and replaced by another sample chosen from (seed, epoch, index), so a training epoch
     keeps its size; without, the item is `{"path": ..., "reason": ...}`, so that an evaluation scores real test
     videos only and can list the others. crop_scale is the area range of the random resized crop; colour=False
@@ -369,7 +406,7 @@ class VideoDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def set_epoch(self, epoch):
-        """Call before each epoch (and before building the DataLoader iterator, which copies the dataset)."""
+        """The epoch of plain integer indices; call before building a DataLoader iterator (it copies the dataset)."""
         self.epoch = int(epoch)
 
     def _pick(self, rng):
@@ -378,20 +415,21 @@ class VideoDataset(torch.utils.data.Dataset):
         return lambda n: np.concatenate([sample_indices(n, self.num_frames, self.train, rng, v, temporal)
                                          for v in range(temporal)])
 
-    def _read(self, index):
+    def _read(self, index, epoch):
         """Frames (temporal * T, H, W, 3) of sample `index` or of its replacements; + label, replaced, rng.
         Frames None: sample `index` is unreadable and not replaced."""
         candidate = index
         for attempt in range(MAX_REPLACEMENTS + 1 if self.replace_unreadable else 1):
             if attempt:
-                candidate = int(np.random.default_rng([self.seed, self.epoch, index, attempt])
+                candidate = int(np.random.default_rng([self.seed, epoch, index, attempt])
                                 .integers(len(self.samples)))
             path, label = self.samples[candidate]
             if path in self.unreadable:
                 continue
-            rng = np.random.default_rng([self.seed, self.epoch, index])   # the same for every attempt
+            rng = np.random.default_rng([self.seed, epoch, index])   # the same for every attempt
             try:
-                return read_frames(path, self._pick(rng))[0], label, attempt, rng
+                short_side = train_short_side(self.size) if self.train else self.size
+                return read_frames(path, self._pick(rng), short_side)[0], label, attempt, rng
             except VideoReadError as error:
                 if self.strict:
                     raise
@@ -404,8 +442,10 @@ class VideoDataset(torch.utils.data.Dataset):
         raise RuntimeError(f"{MAX_REPLACEMENTS + 1} unreadable videos in a row from sample {index} "
                            f"({self.samples[index][0]}); check the data root")
 
-    def __getitem__(self, index):
-        frames, label, replaced, rng = self._read(index)
+    def __getitem__(self, item):
+        """item: an index (of epoch `self.epoch`) or an (epoch, index) pair."""
+        epoch, index = (int(item[0]), int(item[1])) if isinstance(item, (tuple, list)) else (self.epoch, int(item))
+        frames, label, replaced, rng = self._read(index, epoch)
         if frames is None:
             path = self.samples[index][0]
             return {"path": path, "reason": self.unreadable[path]}
@@ -420,6 +460,23 @@ class VideoDataset(torch.utils.data.Dataset):
         if temporal * spatial == 1:
             video = video[0]                                                 # (T, 3, S, S)
         return video.contiguous(), label, replaced
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """A DataLoader sampler that yields (epoch, index) pairs of the indices given to `set_epoch(epoch, indices)`.
+    Samplers run in the main process, so one DataLoader with persistent workers serves every epoch of a run."""
+
+    def __init__(self):
+        self.items = []
+
+    def set_epoch(self, epoch, indices):
+        self.items = [(int(epoch), int(index)) for index in indices]
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self):
+        return len(self.items)
 
 
 # ------------------------------------------------------------------------------------------------------------ layouts

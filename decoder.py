@@ -12,14 +12,28 @@ Selection (SUSelection):
 Decoder (CrossModalDecoder):
     N pre-LN layers [self-attention over the queries, cross-attention to the memory, FFN (ratio 4)], width D,
     D/64 heads; memory (B, T, M, D) = per frame the global, region (and patch) features, plus a time embedding.
-    Readout z = mean over the decoded queries (B, D); the model adds gate * z to the mean global feature, with the
-    scalar gate zero at initialisation so that an untrained ASU is exactly the CLIP mean-pooling baseline.
+    Readout z = mean over the decoded queries (B, D) + the temporal path below; the model adds gate * z to the mean
+    global feature, with the scalar gate zero at initialisation so that an untrained ASU is exactly the CLIP
+    mean-pooling baseline (for every temporal and query option).
+
+Temporal path (TemporalContrast, `temporal="halves"`, the default): Linear(mean of the second half's global
+    features - mean of the first half's) (B, D), added to z. The paper says the decoder "decodes spatiotemporal
+    video representations" and gives no mechanism we can see; a mean over decoded queries is order-blind unless
+    content and time interact before the mean, and from a random start the decoder did not learn that within the
+    embedded default's budget (DESIGN.md, "Time"). A contrast of the two halves is the simplest feature that
+    changes sign when time is reversed; `temporal="none"` is the decoder without it.
+
+Learned queries (LearnedQueries, the ablation "decoder without SU selection"): one learned query per frame and
+    visual token (+ the same time and region embeddings), the same (B, T*(R+1), D) shape, no SU attention.
 """
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+TEMPORAL = ("halves", "none")   # the decoder's temporal path (see the module docstring)
 
 
 class SUSelection(nn.Module):
@@ -70,6 +84,40 @@ class SUSelection(nn.Module):
         return queries.reshape(B, T * num_tokens, D), weights
 
 
+class LearnedQueries(nn.Module):
+    """The ablation without SU selection: input-independent learned queries, shaped like SUSelection's."""
+
+    def __init__(self, dim, num_tokens, max_frames=64):
+        super().__init__()
+        self.max_frames = max_frames
+        self.query_embedding = nn.Parameter(torch.randn(num_tokens, dim) * 0.02)
+        self.time_embedding = nn.Parameter(torch.randn(max_frames, dim) * 0.02)
+
+    def forward(self, visual_tokens, su_bank=None):
+        """visual_tokens (B, T, R+1, D) (only its shape is used) -> (queries (B, T*(R+1), D), None)."""
+        B, T, num_tokens, D = visual_tokens.shape
+        if T > self.max_frames:
+            raise ValueError(f"decoder.py LearnedQueries: {T} frames > max_frames={self.max_frames}")
+        queries = self.query_embedding + self.time_embedding[:T, None]            # (T, R+1, D)
+        return queries.reshape(1, T * num_tokens, D).expand(B, -1, -1), None
+
+
+class TemporalContrast(nn.Module):
+    """Linear(mean of the second half of the frames - mean of the first half): (B, T, D) -> (B, D). With an odd T
+    the middle frame is in neither half, so reversing the frames exactly negates the contrast."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, frame_features):
+        half = frame_features.shape[1] // 2
+        if half == 0:   # one frame: no order to read
+            return torch.zeros_like(self.proj(frame_features[:, 0]))
+        contrast = frame_features[:, -half:].mean(dim=1) - frame_features[:, :half].mean(dim=1)   # (B, D)
+        return self.proj(contrast)                                                                # (B, D)
+
+
 class DecoderLayer(nn.Module):
     """Pre-LN: x += SelfAttn(LN(x)); x += CrossAttn(LN(x), memory); x += FFN(LN(x))."""
 
@@ -93,10 +141,13 @@ class DecoderLayer(nn.Module):
 class CrossModalDecoder(nn.Module):
     """SU queries decode a video representation from the visual memory of all frames."""
 
-    def __init__(self, dim, layers=2, max_frames=64, ffn_ratio=4):
+    def __init__(self, dim, layers=2, max_frames=64, ffn_ratio=4, temporal="halves"):
         """dim: width D (heads = D/64, at least 1); layers: number of decoder layers; max_frames: length of the
-        memory time-embedding table; ffn_ratio: FFN hidden width / D."""
+        memory time-embedding table; ffn_ratio: FFN hidden width / D; temporal: "halves" (TemporalContrast added
+        to the readout) or "none"."""
         super().__init__()
+        if temporal not in TEMPORAL:
+            raise ValueError(f"decoder.py CrossModalDecoder: temporal must be one of {TEMPORAL}, got {temporal!r}")
         heads = max(1, dim // 64)
         if dim % heads:
             raise ValueError(f"decoder.py CrossModalDecoder: dim={dim} is not divisible by {heads} heads")
@@ -106,16 +157,22 @@ class CrossModalDecoder(nn.Module):
         self.ln_memory = nn.LayerNorm(dim)
         self.layers = nn.ModuleList([DecoderLayer(dim, heads, ffn_ratio) for _ in range(layers)])
         self.ln_post = nn.LayerNorm(dim)
+        self.temporal = TemporalContrast(dim) if temporal == "halves" else None
         # Zero at init: v = mean_t(global) + gate * z is then exactly the mean-pooling baseline.
         self.gate = nn.Parameter(torch.zeros(()))
 
     def forward(self, queries, memory):
-        """queries (B, Q, D), memory (B, T, M, D) -> z (B, D), the mean of the decoded queries (not yet gated)."""
+        """queries (B, Q, D), memory (B, T, M, D) whose first token per frame is the global feature -> z (B, D),
+        the mean of the decoded queries plus the temporal contrast (not yet gated)."""
         B, T, M, D = memory.shape
         if T > self.max_frames:
             raise ValueError(f"decoder.py CrossModalDecoder: {T} frames > max_frames={self.max_frames}")
+        frame_features = memory[:, :, 0]                                          # (B, T, D)
         memory = memory + self.memory_time_embedding[:T, None]                   # (B, T, M, D)
         memory = self.ln_memory(memory.reshape(B, T * M, D))                      # (B, T*M, D)
         for layer in self.layers:
             queries = layer(queries, memory)                                      # (B, Q, D)
-        return self.ln_post(queries).mean(dim=1)                                  # (B, D)
+        z = self.ln_post(queries).mean(dim=1)                                     # (B, D)
+        if self.temporal is not None:
+            z = z + self.temporal(frame_features)                                 # (B, D)
+        return z

@@ -21,6 +21,7 @@ Protocols (DESIGN.md, "Protocols"):
 """
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import torch
 import data
 import runtime
 import semantic_units
-from model import model_from_checkpoint
+from model import load_checkpoint, model_from_checkpoint
 from runtime import DATASET_DEFAULTS, DATASETS, fail, one_line_errors, rank_and_world
 
 
@@ -62,7 +63,8 @@ def build_parser():
     p.add_argument("--top-units", type=int, default=5, help="SUs printed with --video")
     p.add_argument("--batch-size", type=int, default=8, help="videos per forward pass and process")
     p.add_argument("--workers", type=int, default=None,
-                   help="data-loading processes (default: 8 on CUDA, CPU cores / 4 on the CPU)")
+                   help="data-loading processes per process (default on CUDA: the machine's cores / GPUs in use - 1, "
+                        "at most 16; on the CPU: cores / 4)")
     p.add_argument("--device", default=None, choices=("cuda", "cpu"), help="default: cuda when present")
     p.add_argument("--gpus", type=int, default=1,
                    help="processes to spawn (GPUs; CPU processes with --device cpu); ignored under torchrun")
@@ -93,8 +95,8 @@ def parse_args(argv=None):
         args.gpus = 1   # one video is one forward pass: one process, one printout
     runtime.resolve_device(args)
     runtime.resolve_amp(args)
-    if args.workers is None:
-        args.workers = runtime.default_workers(args.device)
+    if args.workers is None:   # shared by the processes of one machine (torchrun: LOCAL_WORLD_SIZE of them)
+        args.workers = runtime.default_workers(args.device, int(os.environ.get("LOCAL_WORLD_SIZE", args.gpus)))
     return args
 
 
@@ -220,7 +222,7 @@ def predict_video(model, args, device, ckpt):
         fail(f"--video {args.video}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     model.eval()
     with torch.no_grad(), runtime.autocast(device, args.amp):
-        logits, info = model(video[None].to(device), return_attention=True)     # (1, C)
+        logits, info = model(runtime.model_input(video[None], device), return_attention=True)   # (1, C)
     probs = logits.float().softmax(-1)[0]                                        # (C,)
     top = probs.topk(min(5, len(probs)))
     classes = [{"class": ckpt["class_names"][i], "probability": p} for p, i in zip(top.values.tolist(),
@@ -230,7 +232,7 @@ def predict_video(model, args, device, ckpt):
         print(f"  {c['probability']:.3f}  {c['class']}")
     units = []
     if info["su_attention"] is None:
-        print("  (this model has no SU selection: trained with --decoder-layers 0)")
+        print("  (this model has no SU selection: trained with --decoder-layers 0 or --queries learned)")
     else:
         weights = info["su_attention"][0].float().mean(dim=(0, 1))               # (S,) over frames and tokens
         top = weights.topk(min(args.top_units, len(weights)))
@@ -255,9 +257,9 @@ def eval_worker(args, device):
 
 
 def run_protocol(args, device):
-    ckpt = runtime.load_checkpoint(args.ckpt)
+    ckpt = load_checkpoint(args.ckpt)
     with one_line_errors():
-        model = model_from_checkpoint(ckpt, args.ckpt, args.cache_dir, progress=not args.no_progress).to(device)
+        model = model_from_checkpoint(ckpt, args.ckpt, args.cache_dir, progress=not args.no_progress, device=device)
     trained = argparse.Namespace(**ckpt["args"])
     args.frames = args.frames or trained.frames
     args.size = args.size or trained.size

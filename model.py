@@ -4,6 +4,7 @@
       -> MRA visual branch          global g (B, T, D), regions r (B, T, R, D), patches p (B, T, N, D)
       -> SU selection               F = [g, r] (B, T, R+1, D) attends to the SU bank U (S, D) -> queries
       -> cross-modal decoder        queries attend to the memory [g, r, p] of all frames -> z (B, D)
+                                    (+ the temporal contrast of g's two halves, decoder.py)
       -> video feature              v = mean_t(g) + gate * z                        (gate zero at init)
       -> logits (B, C)              exp(logit_scale) * cos(v, W), W = class-name text embeddings (C, D)
 
@@ -14,17 +15,23 @@ with `cache_dir`) and kept as non-persistent buffers, so a checkpoint does not d
 
 Also here: `build_model(options, class_names)`, the ASU that train.py's options describe, and
 `model_from_checkpoint(checkpoint, path)`, the ASU a checkpoint holds (train.py and eval.py both build through
-them); the SU bank a checkpoint carries goes in and out through `units_to_state` / `units_from_state`.
+them); the SU bank a checkpoint carries goes in and out through `units_to_state` / `units_from_state`; checkpoint
+files are written with `save_checkpoint` (atomically) and read with `load_checkpoint`, which names what a file is
+when it is not a train.py checkpoint (a CLIP file, a video, ...) in one line.
 """
 import argparse
+import re
+import zipfile
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from clip_vit import build_clip, encode_texts, load_clip, tiny_clip
-from decoder import CrossModalDecoder, SUSelection
+from decoder import CrossModalDecoder, LearnedQueries, SUSelection
 from mra import MultiRegionViT, parse_grids
+from runtime import atomic_write, fail
 from semantic_units import (SemanticUnit, SemanticUnits, extract_semantic_units, load_descriptions,
                             normalize_class_name, su_text_embeddings)
 
@@ -36,13 +43,16 @@ def class_prompt(class_name):
 
 class ASU(nn.Module):
     def __init__(self, clip, class_names, semantic_units=None, mra_grids=((2, 2), (3, 3)), mra_layers=2,
-                 su_topk=8, decoder_layers=2, decoder_memory="all", cache_dir=None, max_frames=64, progress=False):
+                 su_topk=8, decoder_layers=2, decoder_memory="all", temporal="halves", queries="units", cache_dir=None,
+                 max_frames=64, progress=False):
         """clip: a clip_vit.CLIP (its visual branch is fine-tuned, its text tower frozen);
         class_names: the label set; semantic_units: a SemanticUnits bank (None = extracted from class_names);
         mra_grids / mra_layers: MRA region scales and how many final ViT blocks carry region tokens (0 = none);
         su_topk: units kept per visual token (0 = all); decoder_layers: cross-modal decoder depth (0 = no SU
         selection and no decoder, which needs mra_layers=0: the CLIP mean-pooling baseline);
         decoder_memory: "all" (global, regions and patches of every frame) or "regions" (global and regions);
+        temporal: the decoder's temporal path, "halves" or "none" (decoder.py); queries: "units" (attentive SU
+        selection) or "learned" (the ablation with input-independent learned queries);
         cache_dir: where text embeddings are cached; max_frames: length of the time-embedding tables;
         progress: tqdm bars while a large label set's texts are encoded (clip_vit.encode_texts)."""
         super().__init__()
@@ -53,6 +63,8 @@ class ASU(nn.Module):
         if decoder_layers == 0 and mra_layers > 0:
             raise ValueError("model.py ASU: mra_layers > 0 needs decoder_layers > 0 (region features only feed the "
                              "SU selection and decoder); for the mean-pooling baseline set both to 0")
+        if queries not in ("units", "learned"):
+            raise ValueError(f"model.py ASU: queries must be 'units' or 'learned', got {queries!r}")
         self.decoder_memory = decoder_memory
         self.cache_dir = cache_dir
         # The CLIP (text tower used by set_class_names) and the visual branch that wraps the same clip.visual:
@@ -65,8 +77,10 @@ class ASU(nn.Module):
         self.visual = MultiRegionViT(clip.visual, grids=mra_grids, layers=mra_layers)
         dim = clip.visual.output_dim
         if decoder_layers:
-            self.selection = SUSelection(dim, self.visual.num_regions + 1, topk=su_topk, max_frames=max_frames)
-            self.decoder = CrossModalDecoder(dim, layers=decoder_layers, max_frames=max_frames)
+            num_tokens = self.visual.num_regions + 1
+            self.selection = (SUSelection(dim, num_tokens, topk=su_topk, max_frames=max_frames) if queries == "units"
+                              else LearnedQueries(dim, num_tokens, max_frames=max_frames))
+            self.decoder = CrossModalDecoder(dim, layers=decoder_layers, max_frames=max_frames, temporal=temporal)
         else:
             self.selection = self.decoder = None
         self.register_buffer("class_embeddings", None, persistent=False)
@@ -142,8 +156,9 @@ class ASU(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------
 # Building the model from command-line options, and from a checkpoint
 
-def build_model(options, class_names, clip=None, semantic_units=None):
-    """ASU from the options of train.py (an argparse Namespace, or the dict a checkpoint saves). clip: an already
+def build_model(options, class_names, clip=None, semantic_units=None, device=None):
+    """ASU from the options of train.py (an argparse Namespace, or the dict a checkpoint saves), on `device`
+    (default: the CPU), where it also encodes the class-name and SU texts. clip: an already
     built CLIP (a checkpoint's), default the one `options.clip` names ('tiny': random init); semantic_units: a
     SemanticUnits bank, default extracted from class_names (and `options.descriptions`); `options.no_progress`
     (absent: True) silences the bars of a large label set's text encoding. Bad options raise ValueError / OSError
@@ -164,15 +179,19 @@ def build_model(options, class_names, clip=None, semantic_units=None):
             raise ValueError(f"--descriptions: {e}") from None
         semantic_units = extract_semantic_units(class_names, descriptions)
     check_input_size(options.size, clip, parse_grids(options.mra_grids) if options.mra_layers else ())
+    if device is not None:
+        clip = clip.to(device)   # before ASU(): its text embeddings are computed on the clip's device
     model = ASU(clip, class_names, semantic_units=semantic_units, mra_grids=parse_grids(options.mra_grids),
                 mra_layers=options.mra_layers, su_topk=options.su_topk, decoder_layers=options.decoder_layers,
                 decoder_memory=options.decoder_memory, cache_dir=options.cache_dir,
+                # checkpoints written before these options existed hold a decoder without them
+                temporal=getattr(options, "temporal", "none"), queries=getattr(options, "queries", "units"),
                 progress=not getattr(options, "no_progress", True))
     if getattr(options, "grad_ckpt", False):
         for module in model.modules():
             if hasattr(module, "grad_checkpointing"):
                 module.grad_checkpointing = True
-    return model
+    return model if device is None else model.to(device)
 
 
 def check_input_size(size, clip, grids):
@@ -214,9 +233,10 @@ def load_model_state(model, state_dict, path):
     model.load_state_dict(state_dict)
 
 
-def model_from_checkpoint(checkpoint, path, cache_dir=None, progress=False):
-    """The ASU of a train.py checkpoint (a dict), built from its own tensors: the CLIP file it started from is not
-    needed. Its label set and SU bank are the ones it was trained with. progress: bars while encoding texts."""
+def model_from_checkpoint(checkpoint, path, cache_dir=None, progress=False, device=None):
+    """The ASU of a train.py checkpoint (a dict), built from its own tensors on `device` (default: the CPU): the CLIP
+    file it started from is not needed. Its label set and SU bank are the ones it was trained with. progress: bars
+    while encoding texts."""
     clip_state = {k[len("clip."):]: v for k, v in checkpoint["model"].items() if k.startswith("clip.")}
     try:
         clip = build_clip(clip_state)
@@ -225,6 +245,69 @@ def model_from_checkpoint(checkpoint, path, cache_dir=None, progress=False):
     options = dict(checkpoint["args"], cache_dir=cache_dir, descriptions=None, grad_ckpt=False,
                    no_progress=not progress)
     model = build_model(options, checkpoint["class_names"], clip=clip,
-                        semantic_units=units_from_state(checkpoint.get("semantic_units")))
+                        semantic_units=units_from_state(checkpoint.get("semantic_units")), device=device)
     load_model_state(model, checkpoint["model"], path)
     return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoint files
+
+def save_checkpoint(state, path):
+    with atomic_write(path) as file:
+        torch.save(state, file)
+
+
+# (offset, bytes) that open the video containers of the datasets: mp4 / mov, avi, mkv / webm
+VIDEO_SIGNATURES = ((4, b"ftyp"), (8, b"AVI "), (0, b"\x1aE\xdf\xa3"))
+CLIP_STATE_KEYS = ("visual.proj", "text_projection", "visual.conv1.weight")
+
+
+def _not_a_checkpoint(path, head):
+    """What a file (`head`: its first 16 bytes) that torch.load must not be asked about is (a video, a TorchScript
+    archive), or None. Checked first: torch's own errors for these files advise loading with weights_only=False."""
+    if any(head[offset:offset + len(magic)] == magic for offset, magic in VIDEO_SIGNATURES):
+        return "is not a checkpoint (a video file?)"
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if not any(name.endswith("constants.pkl") for name in names):   # torch.save archives have none
+            return None
+        # OpenAI's released CLIP files are TorchScript archives of their class CLIP (clip/model.py)
+        if any("class CLIP(" in archive.read(name).decode("utf-8", "replace") for name in names
+               if "/code/" in name and name.endswith(".py")):
+            return ("is a CLIP checkpoint (OpenAI's TorchScript file), not one written by train.py "
+                    "(train.py --clip takes it)")
+    return "is a TorchScript archive, not a checkpoint written by train.py"
+
+
+def load_checkpoint(path, mmap=False):
+    """A train.py checkpoint as a dict; anything else ends with one line naming the file and what it is. mmap:
+    read tensors only when used (to look at a checkpoint's options without reading its weights)."""
+    if not Path(path).is_file():
+        fail(f"checkpoint {path}: no such file")
+    with open(path, "rb") as file:
+        head = file.read(16)
+    if what := _not_a_checkpoint(path, head):
+        fail(f"checkpoint {path} {what}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:  # truncated, not a torch file, or pickled objects we do not load
+        # torch's message starts with advice to load with weights_only=False; the cause comes later in it
+        message = str(e)
+        if pickled := re.search(r"Unsupported global: GLOBAL (\S+)", message):
+            fail(f"checkpoint {path} holds a pickled Python object ({pickled.group(1)}), not a checkpoint written "
+                 "by train.py (tensors, numbers, strings)")
+        if "PytorchStreamReader" in message:
+            fail(f"checkpoint {path} is damaged or truncated (a PyTorch archive that cannot be read)")
+        if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":   # torch.save's zip format, its older pickle format
+            fail(f"checkpoint {path} is not a PyTorch file, so not a checkpoint written by train.py")
+        cause = re.search(r"WeightsUnpickler error: ([^\n]*)", message)
+        fail(f"checkpoint {path} cannot be read as a checkpoint written by train.py "
+             f"({cause.group(1) if cause else type(e).__name__})")
+    if isinstance(state, dict) and any(key in state for key in CLIP_STATE_KEYS):
+        fail(f"checkpoint {path} is a CLIP state dict, not written by train.py (train.py --clip takes it)")
+    if not isinstance(state, dict) or not {"model", "args", "class_names"} <= state.keys():
+        fail(f"checkpoint {path}: not written by train.py (needs the keys model, args, class_names)")
+    return state

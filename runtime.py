@@ -5,13 +5,14 @@ imports no other file of this project (they import it).
 
 - Processes: `launch(fn, args)` runs fn(args, device) here, in `--gpus N` spawned processes (NCCL on CUDA, gloo
   with `--device cpu`), or in the torchrun group whose RANK / WORLD_SIZE / LOCAL_RANK are set.
-- Device and precision: `resolve_device`, `resolve_amp`, `default_workers`, `autocast`.
+- Device and precision: `resolve_device`, `resolve_amp`, `default_workers`, `loader_options`, `model_input` (uint8
+  clips to CLIP's normalised floats on the device), `flush_denormals`, `autocast`.
 - Prediction: `predictions(model, dataset, ...)` -> Predictions: probabilities (N, C) and labels (N,) of the N
   scored samples, their indices and the unreadable ones left out ({"path", "reason"}), gathered over ranks in sample
   order; `accuracy(probs, labels, class_names)` -> top-1, top-5, mean
   per-class top-1, top-1 per class.
-- Files: `atomic_write(path)` (temporary file, then rename), `save_checkpoint`, `load_checkpoint` (which names
-  what a file is when it is not a train.py checkpoint: a CLIP file, a video, ...).
+- Files: `atomic_write(path)` (temporary file, then rename; model.py's checkpoint files are written with it),
+  `check_out` (an output folder that does not silently replace a run).
 - Errors a user can fix end in one line on stderr, exit status 2, no traceback: `fail(message)`, `one_line_errors()`.
 - Stopping: SIGINT / SIGTERM set a flag (`stop_signal()`) that the training loop reads between optimiser steps;
   a second signal stops at once.
@@ -23,13 +24,11 @@ import ctypes
 import multiprocessing.connection
 import os
 import random
-import re
 import shutil
 import signal
 import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,14 +43,15 @@ TEST_SPLIT_IS_VAL = ("ucf101", "hmdb51")   # their "val" split is the official t
 
 # A flag left unset takes its value from here. "list" files are usually Kinetics-like, so they share its column.
 # eval_every 0 for UCF-101 / HMDB-51: their "val" split is the test split, so it is looked at once, at the end.
-_KINETICS = dict(clip="ViT-B/16", frames=8, size=224, lr=8e-6, epochs=30, warmup_epochs=5, batch_size=256,
-                 per_gpu_batch=8, eval_every=1, views="4x3")
-_FEW_SHOT = dict(clip="ViT-B/16", frames=32, size=224, lr=2e-6, epochs=50, warmup_epochs=5, batch_size=64,
-                 per_gpu_batch=4, eval_every=0, views="1x1")
+_KINETICS = dict(clip="ViT-B/16", frames=8, size=224, lr=8e-6, new_module_lr_mult=10.0, epochs=30, warmup_epochs=5,
+                 batch_size=256, per_gpu_batch=8, eval_every=1, views="4x3")
+_FEW_SHOT = dict(clip="ViT-B/16", frames=32, size=224, lr=2e-6, new_module_lr_mult=10.0, epochs=50, warmup_epochs=5,
+                 batch_size=64, per_gpu_batch=4, eval_every=0, views="1x1")
 DATASET_DEFAULTS = {
     "k400": _KINETICS, "list": _KINETICS, "ucf101": _FEW_SHOT, "hmdb51": _FEW_SHOT,
-    "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, epochs=20, warmup_epochs=1, batch_size=16,
-                      per_gpu_batch=16, eval_every=1, views="1x1"),
+    # the tiny CLIP starts from random weights: its "new" modules are no newer than the rest, so one lr for all
+    "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, new_module_lr_mult=1.0, epochs=20, warmup_epochs=1,
+                      batch_size=16, per_gpu_batch=16, eval_every=1, views="1x1"),
 }
 
 
@@ -132,66 +132,6 @@ def write_text_atomic(path, text):
         file.write(text)
 
 
-def save_checkpoint(state, path):
-    with atomic_write(path) as file:
-        torch.save(state, file)
-
-
-# (offset, bytes) that open the video containers of the datasets: mp4 / mov, avi, mkv / webm
-VIDEO_SIGNATURES = ((4, b"ftyp"), (8, b"AVI "), (0, b"\x1aE\xdf\xa3"))
-CLIP_STATE_KEYS = ("visual.proj", "text_projection", "visual.conv1.weight")
-
-
-def _not_a_checkpoint(path, head):
-    """What a file (`head`: its first 16 bytes) that torch.load must not be asked about is (a video, a TorchScript
-    archive), or None. Checked first: torch's own errors for these files advise loading with weights_only=False."""
-    if any(head[offset:offset + len(magic)] == magic for offset, magic in VIDEO_SIGNATURES):
-        return "is not a checkpoint (a video file?)"
-    if not zipfile.is_zipfile(path):
-        return None
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        if not any(name.endswith("constants.pkl") for name in names):   # torch.save archives have none
-            return None
-        # OpenAI's released CLIP files are TorchScript archives of their class CLIP (clip/model.py)
-        if any("class CLIP(" in archive.read(name).decode("utf-8", "replace") for name in names
-               if "/code/" in name and name.endswith(".py")):
-            return ("is a CLIP checkpoint (OpenAI's TorchScript file), not one written by train.py "
-                    "(train.py --clip takes it)")
-    return "is a TorchScript archive, not a checkpoint written by train.py"
-
-
-def load_checkpoint(path, mmap=False):
-    """A train.py checkpoint as a dict; anything else ends with one line naming the file and what it is. mmap:
-    read tensors only when used (to look at a checkpoint's options without reading its weights)."""
-    if not Path(path).is_file():
-        fail(f"checkpoint {path}: no such file")
-    with open(path, "rb") as file:
-        head = file.read(16)
-    if what := _not_a_checkpoint(path, head):
-        fail(f"checkpoint {path} {what}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as e:  # truncated, not a torch file, or pickled objects we do not load
-        # torch's message starts with advice to load with weights_only=False; the cause comes later in it
-        message = str(e)
-        if pickled := re.search(r"Unsupported global: GLOBAL (\S+)", message):
-            fail(f"checkpoint {path} holds a pickled Python object ({pickled.group(1)}), not a checkpoint written "
-                 "by train.py (tensors, numbers, strings)")
-        if "PytorchStreamReader" in message:
-            fail(f"checkpoint {path} is damaged or truncated (a PyTorch archive that cannot be read)")
-        if head[:4] != b"PK\x03\x04" and head[:1] != b"\x80":   # torch.save's zip format, its older pickle format
-            fail(f"checkpoint {path} is not a PyTorch file, so not a checkpoint written by train.py")
-        cause = re.search(r"WeightsUnpickler error: ([^\n]*)", message)
-        fail(f"checkpoint {path} cannot be read as a checkpoint written by train.py "
-             f"({cause.group(1) if cause else type(e).__name__})")
-    if isinstance(state, dict) and any(key in state for key in CLIP_STATE_KEYS):
-        fail(f"checkpoint {path} is a CLIP state dict, not written by train.py (train.py --clip takes it)")
-    if not isinstance(state, dict) or not {"model", "args", "class_names"} <= state.keys():
-        fail(f"checkpoint {path}: not written by train.py (needs the keys model, args, class_names)")
-    return state
-
-
 def check_out(out, fresh, overwrite):
     """--out is a folder we can write into, and a new run (`fresh`) does not silently replace the run in it: with
     `overwrite` that run's checkpoints and log are removed."""
@@ -244,9 +184,44 @@ def resolve_amp(args):
         args.amp = ("bf16" if bf16 else "fp16") if args.device == "cuda" else "off"
 
 
-def default_workers(device):
-    """8 per GPU; on a CPU the workers take cores from the model's threads, so none on a small machine."""
-    return 8 if device == "cuda" else (os.cpu_count() or 1) // 4
+def default_workers(device, processes=1):
+    """Loader workers per process. On CUDA each of the machine's `processes` (one per GPU) gets its share of the
+    cores less one for its own training loop, at most 16 (each worker holds a decoder and prefetched batches); on
+    a CPU the workers take cores from the model's threads, so none on a small machine."""
+    if device == "cuda":
+        return max(1, min(16, (os.cpu_count() or 1) // processes - 1))
+    return (os.cpu_count() or 1) // 4
+
+
+def loader_options(device, workers):
+    """DataLoader settings: pinned memory for faster, asynchronous copies to a GPU; with workers, each keeps 4
+    batches in flight (decoding times vary from video to video) and lives as long as its loader."""
+    options = dict(num_workers=workers, pin_memory=device.type == "cuda")
+    if workers:
+        options.update(persistent_workers=True, prefetch_factor=4)
+    return options
+
+
+# CLIP's pixel statistics (OpenAI's preprocessing). Clips travel as uint8 (a quarter of float32's bytes through the
+# loader's shared memory and to the GPU); train.py and eval.py normalise them on the device with model_input.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def model_input(videos, device):
+    """uint8 videos (..., 3, S, S) from a loader -> float32 on `device`, scaled to [0, 1], CLIP mean/std."""
+    videos = videos.to(device, non_blocking=True).float().div_(255)             # (..., 3, S, S)
+    mean = torch.tensor(CLIP_MEAN, device=device).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=device).view(3, 1, 1)
+    return (videos - mean) / std
+
+
+def flush_denormals():
+    """Floats below ~1e-38 (denormals) count as zero on the CPU (x86 FTZ/DAZ). A trained model's gradients fill with
+    them, and a CPU computes on them many times slower: a step of the embedded default's trained model took 0.34 s
+    against 0.16 s with this. Threads inherit the setting when they are created, so launch() calls this before
+    torch starts its thread pool. GPUs are not affected."""
+    torch.set_flush_denormal(True)
 
 
 def autocast(device, amp):
@@ -302,6 +277,7 @@ def _spawned(rank, fn, args, rendezvous_file):
     os.setpgrp()
     _die_with_parent()
     os.environ["LOCAL_RANK"] = str(rank)
+    flush_denormals()
     _run_in_group(fn, args, rank, args.gpus, rank, f"file://{rendezvous_file}")
 
 
@@ -324,6 +300,7 @@ def launch(fn, args):
     """Run fn(args, device) in one process, in --gpus spawned processes, or in the torchrun group we are part of.
     Returns fn's result when it ran in this process (None after spawning). A spawned rank's exit status (2 for
     bad input, 130 / 143 after SIGINT / SIGTERM) becomes this process's."""
+    flush_denormals()
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         return _run_in_group(fn, args, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                              int(os.environ.get("LOCAL_RANK", 0)), "env://")
@@ -440,8 +417,8 @@ def predictions(model, dataset, device, amp, batch_size, workers=0, progress=Fal
     model.eval()
     rank, world_size = rank_and_world()
     indices = list(range(rank, len(dataset), world_size))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, num_workers=workers,
-                                         pin_memory=device.type == "cuda", collate_fn=_collate_readable)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, collate_fn=_collate_readable,
+                                         **loader_options(device, workers))
     probs, labels, scored, unreadable, replaced = [], [], [], [], 0
     start = 0   # position in `indices` of the batch's first sample (the loader keeps the sampler's order)
     for collated, positions, left_out in tqdm(loader, desc="eval", disable=not progress or rank != 0, leave=False):
@@ -454,7 +431,7 @@ def predictions(model, dataset, device, amp, batch_size, workers=0, progress=Fal
         if collated is None:
             continue
         videos, batch_labels, batch_replaced = collated
-        videos = videos.to(device, non_blocking=True)
+        videos = model_input(videos, device)
         videos = videos[:, None] if videos.dim() == 5 else videos            # (B, T, 3, S, S): one view
         view_probs = 0
         for v in range(videos.shape[1]):

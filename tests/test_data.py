@@ -16,6 +16,8 @@ import pytest
 import torch
 
 import data
+import runtime
+import synthetic
 
 LABELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "labels"
 
@@ -164,6 +166,68 @@ def test_bikes_clip_frames_equal_full_decode(monkeypatch):
         np.testing.assert_array_equal(frames[0], reference[i], err_msg=f"bikes.mp4 frame {i}")
 
 
+# ------------------------------------------------------------------------------------------------- decoding at size
+
+def natural_clip(path, width, height, n, codec="libx264"):
+    """Gradients, a drifting texture and a moving disc: frames that differ, with detail to lose in a resize."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    texture = np.kron(np.random.default_rng(0).uniform(0, 255, (height // 16 + 2, width // 16 + 2, 3)),
+                      np.ones((16, 16, 1)))
+    frames = np.empty((n, height, width, 3), np.uint8)
+    for i in range(n):
+        image = 0.5 * np.stack([x / width * 255, y / height * 255, 128 + 0 * x], -1) + 0.5 * texture[
+            i:i + height, 2 * i:2 * i + width]
+        image[(x - width * (0.2 + 0.05 * i)) ** 2 + (y - height / 2) ** 2 < (height / 6) ** 2] = (250, 30, 30)
+        frames[i] = np.clip(image, 0, 255)
+    synthetic.write_video(path, frames, fps=25, codec=codec,
+                          options={"preset": "ultrafast", "threads": "1"} if codec == "libx264" else {})
+    return path
+
+
+@pytest.fixture(scope="module")
+def large_clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("large")
+    return {"1080p": natural_clip(folder / "1080p.mp4", 1920, 1080, 10),
+            "240p": natural_clip(folder / "240p.avi", 320, 240, 10, codec="mpeg4")}
+
+
+@pytest.mark.parametrize("name", ["1080p", "240p"])
+def test_decoding_at_size_equals_a_float_resize_of_full_frames(large_clips, name):
+    """swscale's AREA scaling in the decoder against an antialiased float resize of the fully decoded frames: the
+    same TSN indices, the same frames in decode order, up to interpolation; a frame smaller than asked is kept."""
+    path = large_clips[name]
+    reference = full_decode(path)
+    full = data.to_tensor(np.stack(reference)).float() / 255                        # (n, 3, H, W)
+    for short_side in (224, 112):
+        frames, indices = data.read_frames(path, lambda n: data.sample_indices(n, 4), short_side)
+        assert indices.tolist() == data.sample_indices(len(reference), 4).tolist()
+        expected = data.resize_short_side(full[indices], short_side)                 # (4, 3, h, w)
+        got = data.to_tensor(frames).float() / 255
+        assert got.shape == expected.shape and min(got.shape[-2:]) == short_side
+        errors = (got - expected).abs().mean(dim=(1, 2, 3))                          # per frame
+        assert errors.max() < 0.012, errors                                         # ~3 of 255 levels
+        # the right frame: a neighbour (the disc has moved) is further away than interpolation
+        neighbour = data.resize_short_side(full[(indices + 1) % len(reference)], short_side)
+        assert ((got - neighbour).abs().mean(dim=(1, 2, 3)) > 2 * errors).all()
+    frames, _ = data.read_frames(path, lambda n: [3], short_side=2000)               # already smaller: as decoded
+    np.testing.assert_array_equal(frames[0], reference[3])
+
+
+def test_items_are_uint8_decoded_at_the_size_they_need(large_clips):
+    train = data.VideoDataset([(str(large_clips["1080p"]), 0)], ["a"], num_frames=4, size=64, train=True)
+    test = data.VideoDataset([(str(large_clips["1080p"]), 0)], ["a"], num_frames=4, size=64, views=(2, 3))
+    assert train[0][0].shape == (4, 3, 64, 64) and train[0][0].dtype == torch.uint8
+    assert test[0][0].shape == (6, 4, 3, 64, 64) and test[0][0].dtype == torch.uint8
+    asked = []
+    read = data.read_frames
+    try:
+        data.read_frames = lambda path, pick, short_side=None: asked.append(short_side) or read(path, pick, short_side)
+        train[0], test[0]
+    finally:
+        data.read_frames = read
+    assert asked == [data.train_short_side(64), 64] and data.train_short_side(224) == 256
+
+
 # --------------------------------------------------------------------------------------------------------- sampling
 
 def test_sample_indices_test_mode_are_segment_centres():
@@ -199,21 +263,22 @@ def test_temporal_views_evenly_spaced_inside_segments():
 
 # ------------------------------------------------------------------------------------------------------- transforms
 
-def test_normalize_uses_clip_mean_and_std():
-    mean = torch.tensor(data.CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(data.CLIP_STD).view(1, 3, 1, 1)
-    video = mean.expand(2, 3, 4, 4) + std.expand(2, 3, 4, 4)
-    torch.testing.assert_close(data.normalize(video), torch.ones(2, 3, 4, 4))
+def test_model_input_scales_and_uses_clip_mean_and_std():
+    mean = torch.tensor(runtime.CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(runtime.CLIP_STD).view(3, 1, 1)
+    videos = torch.randint(0, 256, (2, 4, 3, 5, 5), dtype=torch.uint8)         # (B, T, 3, S, S)
+    expected = (videos.float() / 255 - mean) / std
+    torch.testing.assert_close(runtime.model_input(videos, torch.device("cpu")), expected)
 
 
 def test_three_crops_cover_the_long_side():
     frames = np.tile(np.arange(96, dtype=np.uint8)[None, None, :, None], (2, 32, 1, 3))   # (T, 32, 96, 3)
     crops = data.eval_transform(frames, 32, 3)                                # the short side is already 32
-    assert crops.shape == (3, 2, 3, 32, 32)
-    full = data.normalize(data.to_float(frames))
+    assert crops.shape == (3, 2, 3, 32, 32) and crops.dtype == torch.uint8
+    full = data.to_tensor(frames)
     for crop, left in zip(crops, (0, 32, 64)):
-        torch.testing.assert_close(crop, full[..., left:left + 32])
-    torch.testing.assert_close(data.eval_transform(frames, 32, 1)[0], full[..., 32:64])
+        assert torch.equal(crop, full[..., left:left + 32])
+    assert torch.equal(data.eval_transform(frames, 32, 1)[0], full[..., 32:64])
 
 
 def test_short_side_resize_keeps_aspect():
@@ -225,16 +290,16 @@ def test_short_side_resize_keeps_aspect():
 def test_hsv_round_trip_and_neutral_jitter():
     video = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(data._hsv_to_rgb(data._rgb_to_hsv(video)), video, atol=1e-5, rtol=0)
-    same = data.color_jitter(video, np.random.default_rng(0), brightness=0, contrast=0, saturation=0, hue=0)
+    same = data.color_jitter(video, data.jitter_steps(np.random.default_rng(0), 0, 0, 0, 0))
     torch.testing.assert_close(same, video, atol=1e-5, rtol=0)
-    changed = data.color_jitter(video, np.random.default_rng(0), **data.JITTER)
+    changed = data.color_jitter(video, data.jitter_steps(np.random.default_rng(0), **data.JITTER))
     assert not torch.allclose(changed, video)
 
 
 def test_train_transform_shape_and_reproducibility():
     frames = numbered_frames(4)
     first = data.train_transform(frames, 32, np.random.default_rng(5))
-    assert first.shape == (4, 3, 32, 32) and first.dtype == torch.float32 and torch.isfinite(first).all()
+    assert first.shape == (4, 3, 32, 32) and first.dtype == torch.uint8
     torch.testing.assert_close(data.train_transform(frames, 32, np.random.default_rng(5)), first)
     others = [data.train_transform(frames, 32, np.random.default_rng(s)) for s in range(6, 10)]
     assert not all(torch.equal(first, other) for other in others)
@@ -243,12 +308,11 @@ def test_train_transform_shape_and_reproducibility():
 def test_train_transform_without_colour_keeps_colours():
     """colour=False (the synthetic set) leaves out jitter and grayscale: a flat frame stays exactly its colour."""
     frames = np.full((3, 40, 48, 3), (200, 40, 90), np.uint8)
-    expected = data.normalize(data.to_float(frames[:, :32, :32]))
+    expected = data.to_tensor(frames[:, :32, :32])
     for seed in range(8):
-        torch.testing.assert_close(data.train_transform(frames, 32, np.random.default_rng(seed), colour=False),
-                                   expected, atol=1e-6, rtol=0)
+        assert torch.equal(data.train_transform(frames, 32, np.random.default_rng(seed), colour=False), expected)
     jittered = [data.train_transform(frames, 32, np.random.default_rng(seed)) for seed in range(8)]
-    assert not all(torch.allclose(video, expected, atol=1e-3) for video in jittered)
+    assert not all(torch.equal(video, expected) for video in jittered)
 
 
 # --------------------------------------------------------------------------------------------------------- datasets
@@ -296,6 +360,24 @@ def test_randomness_depends_only_on_seed_epoch_index(small_videos):
     torch.testing.assert_close(alone[5][0], serial[2][0][1])   # order of access does not matter
     dataset.set_epoch(2)
     assert not torch.equal(dataset[0][0], serial[0][0][0])
+
+
+def test_one_loader_with_persistent_workers_serves_every_epoch(small_videos):
+    """The epoch travels with each index (EpochSampler), so workers made once still draw each epoch's randomness."""
+    samples = [(str(p), i) for i, p in enumerate(small_videos)]
+    dataset = data.VideoDataset(samples, ["a", "b", "c"], num_frames=4, size=32, train=True, seed=3)
+    sampler = data.EpochSampler()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, sampler=sampler,
+                                         **runtime.loader_options(torch.device("cpu"), 2))
+    assert loader.persistent_workers
+    for epoch in (0, 1, 2):
+        sampler.set_epoch(epoch, [2, 0, 1])
+        (videos, labels, _), = list(loader)
+        dataset.set_epoch(epoch)
+        assert labels.tolist() == [2, 0, 1]
+        for video, index in zip(videos, [2, 0, 1]):
+            assert torch.equal(video, dataset[index][0]) and torch.equal(video, dataset[(epoch, index)][0])
+    assert not torch.equal(dataset[(0, 0)][0], dataset[(1, 0)][0])
 
 
 def test_k400_layout(tmp_path):

@@ -1,12 +1,13 @@
 """decoder.py: the SU selection keeps exactly k units per visual token with weights that sum to 1 and a learnable
-temperature; the cross-modal decoder has the documented shapes, heads and invariances, and its gate starts at 0."""
+temperature; the cross-modal decoder has the documented shapes, heads and invariances, and its gate starts at 0;
+the temporal contrast changes sign when time is reversed; learned queries ignore the input."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from decoder import CrossModalDecoder, SUSelection
+from decoder import CrossModalDecoder, LearnedQueries, SUSelection, TemporalContrast
 
 
 def make_inputs(B=2, T=3, tokens=5, S=20, D=32, seed=0):
@@ -122,10 +123,46 @@ def test_decoder_invariances():
     assert not torch.allclose(decoder(queries, memory + torch.randn_like(memory)), z, atol=1e-4)
 
 
-def test_decoder_with_zero_layers_is_normalised_mean():
-    decoder = CrossModalDecoder(32, layers=0)
-    queries = torch.randn(2, 6, 32)
-    torch.testing.assert_close(decoder(queries, torch.randn(2, 3, 4, 32)), decoder.ln_post(queries).mean(1))
+def test_decoder_with_zero_layers_is_normalised_mean_plus_temporal_contrast():
+    queries, memory = torch.randn(2, 6, 32), torch.randn(2, 3, 4, 32)
+    plain = CrossModalDecoder(32, layers=0, temporal="none")
+    assert plain.temporal is None
+    torch.testing.assert_close(plain(queries, memory), plain.ln_post(queries).mean(1))
+    decoder = CrossModalDecoder(32, layers=0)   # temporal="halves", the default
+    expected = decoder.ln_post(queries).mean(1) + decoder.temporal(memory[:, :, 0])
+    torch.testing.assert_close(decoder(queries, memory), expected)
+    with pytest.raises(ValueError, match="temporal"):
+        CrossModalDecoder(32, temporal="conv")
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 8])
+def test_temporal_contrast_is_the_halves_difference_and_flips_with_time(T):
+    torch.manual_seed(0)
+    contrast = TemporalContrast(16)
+    frames = torch.randn(3, T, 16)
+    out = contrast(frames)
+    assert out.shape == (3, 16)
+    if T == 1:
+        assert torch.equal(out, torch.zeros(3, 16))
+        return
+    half = T // 2
+    expected = contrast.proj(frames[:, T - half:].mean(1) - frames[:, :half].mean(1))
+    torch.testing.assert_close(out, expected)
+    # reversing time negates the contrast: proj(c) + proj(-c) = 2 * bias
+    torch.testing.assert_close(out + contrast(frames.flip(1)), 2 * contrast.proj.bias.expand(3, 16))
+    # order within each half does not matter; order across the halves does
+    within = torch.cat([frames[:, :half].flip(1), frames[:, half:T - half], frames[:, T - half:].flip(1)], 1)
+    torch.testing.assert_close(contrast(within), out, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(contrast(frames.flip(1)), out, atol=1e-3)
+
+
+def test_learned_queries_have_selection_shapes_and_ignore_the_input():
+    queries = LearnedQueries(32, num_tokens=5)
+    visual_tokens, _ = make_inputs()                                       # (2, 3, 5, 32)
+    out, weights = queries(visual_tokens)
+    assert out.shape == (2, 3 * 5, 32) and weights is None
+    torch.testing.assert_close(queries(visual_tokens * 7 + 1)[0], out)
+    assert not torch.allclose(out[:, :5], out[:, 5:10])                   # time embeddings tell frames apart
 
 
 def test_every_decoder_and_selection_parameter_gets_a_gradient():

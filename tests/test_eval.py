@@ -23,7 +23,7 @@ import data
 import eval as evaluation
 import runtime
 import train
-from model import model_from_checkpoint
+from model import load_checkpoint, model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball"]
@@ -128,7 +128,7 @@ def list_with_unreadable(workdir):
 
 
 def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
-    ckpt = runtime.load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
     dataset = data.build_dataset("synthetic", workdir / "synthetic", "val", num_frames=2, size=64, views=(2, 3))
     scores = runtime.predictions(model, dataset, torch.device("cpu"), "off", batch_size=3)
@@ -136,9 +136,9 @@ def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
     one_by_one = []
     with torch.no_grad():
         for i in range(len(dataset)):
-            video, _, _ = dataset[i]                                          # (6, T, 3, S, S)
+            video = runtime.model_input(dataset[i][0], torch.device("cpu"))  # (6, T, 3, S, S)
             views = torch.stack([model(video[v:v + 1]).softmax(-1)[0] for v in range(len(video))])  # (6, C)
-            assert (views - views[0]).abs().max() > 1e-4  # the views differ, so averaging them is tested
+            assert (views - views[0]).abs().max() > 2e-5  # the views differ, so averaging them is tested
             one_by_one.append(views.mean(0))
     torch.testing.assert_close(probs, torch.stack(one_by_one), atol=1e-5, rtol=1e-4)
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--views", "2x3",
@@ -175,11 +175,12 @@ def test_unreadable_test_videos_are_left_out_and_listed(workdir, checkpoint, lis
     assert all(item["reason"] for item in results["unreadable"])
     assert json.loads((workdir / "list10.json").read_text()) == json.loads(json.dumps(results))
     # the same numbers by hand, from the model on the 8 readable videos alone
-    ckpt = runtime.load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
     alone = data.VideoDataset(readable, ckpt["class_names"], num_frames=2, size=64)
     with torch.no_grad():
-        correct = [model(alone[i][0][None]).argmax(-1).item() == label for i, (_, label) in enumerate(readable)]
+        correct = [model(runtime.model_input(alone[i][0][None], torch.device("cpu"))).argmax(-1).item() == label
+                   for i, (_, label) in enumerate(readable)]
     per_class = {}
     for (_, label), hit in zip(readable, correct):
         per_class.setdefault(ckpt["class_names"][label], []).append(hit)
@@ -253,10 +254,11 @@ def test_few_shot_reports_the_last_epoch_and_sees_every_shot(workdir, standins, 
     out = workdir / f"fewshot_last{eval_every}"
     seen, real_getitem = {}, data.VideoDataset.__getitem__
 
-    def recording(self, index):
-        if self.train:
-            seen.setdefault(self.epoch, set()).add(self.samples[index][0])
-        return real_getitem(self, index)
+    def recording(self, item):
+        if self.train:   # training items come as (epoch, index) pairs (data.EpochSampler)
+            epoch, index = item
+            seen.setdefault(epoch, set()).add(self.samples[index][0])
+        return real_getitem(self, item)
 
     monkeypatch.setattr(data.VideoDataset, "__getitem__", recording)
     log = train.main(small(workdir, "--data", "ucf101", "--data-root", str(standins["ucf101"]), "--shots", "2",
@@ -274,7 +276,7 @@ def test_single_video_prints_classes_and_units(workdir, checkpoint, capsys):
     video = clips(workdir)[0]
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--video", str(video), "--top-units", "3"))
     printed = capsys.readouterr().out
-    class_names = runtime.load_checkpoint(checkpoint)["class_names"]
+    class_names = load_checkpoint(checkpoint)["class_names"]
     assert len(results["classes"]) == min(5, len(class_names))
     probabilities = [c["probability"] for c in results["classes"]]
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
@@ -346,7 +348,7 @@ def test_bad_input_one_line(workdir, checkpoint, standins, tmp_path):
     (no_splits / "annotations").mkdir(parents=True)
     (no_splits / "annotations" / "val.csv").write_text("label,youtube_id,time_start,time_end,split\n"
                                                        "abseiling,abc,0,10,val\n")
-    ckpt = runtime.load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
     ckpt["args"] = dict(ckpt["args"], decoder_layers=0, mra_layers=0)
     other_model = tmp_path / "other_model.pt"
     torch.save(ckpt, other_model)

@@ -58,10 +58,12 @@ def test_shapes(clips, B, T, size, grids, R, S, C, topk):
     assert model.su_bank.shape == (S, model.clip.embed_dim)
 
 
-def test_zero_gate_equals_mean_pooling_baseline(clips):
+@pytest.mark.parametrize("temporal, queries", [("halves", "units"), ("none", "units"), ("halves", "learned")])
+def test_zero_gate_equals_mean_pooling_baseline(clips, temporal, queries):
+    """For every temporal and query option: the gate multiplies all the decoder adds."""
     clip = clips(112)
     names = class_list(5)
-    asu = ASU(clip, names, hand_units(7, 5))
+    asu = ASU(clip, names, hand_units(7, 5), temporal=temporal, queries=queries)
     baseline = ASU(clip, names, decoder_layers=0, mra_layers=0)
     assert baseline.decoder is None and baseline.semantic_units is None
     # the baseline adds no parameter to CLIP's visual branch
@@ -134,6 +136,11 @@ def test_ablation_switches(clips):
         assert not torch.allclose(models["all"](x), models["regions"](x), atol=1e-4)  # patches are read in "all"
     with pytest.raises(ValueError, match="decoder_memory"):
         ASU(clip, names, units, decoder_memory="patches")
+    with pytest.raises(ValueError, match="queries"):
+        ASU(clip, names, units, queries="random")
+    learned = ASU(clip, names, units, queries="learned")
+    with torch.no_grad():
+        assert learned(x, return_attention=True)[1]["su_attention"] is None   # no SU selection to show
     with pytest.raises(ValueError, match="mra_layers"):
         ASU(clip, names, units, decoder_layers=0, mra_layers=2)
     with pytest.raises(ValueError, match="videos"):
