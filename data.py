@@ -346,7 +346,7 @@ def train_transform(frames, size, rng, crop_scale=CROP_SCALE, colour=True):
     """Random resized crop, horizontal flip (p 0.5), colour jitter (p 0.8) and grayscale (p 0.2) unless
     colour=False, one set of parameters for the clip. frames (T, H, W, 3) uint8 (best at short side
     train_short_side(size)) -> (T, 3, size, size) uint8. The float steps run one frame at a time on its crop, so a
-    1080p training item needs about 60 MiB (bench/data_speed.py)."""
+    1080p training item needs about 40 MiB (bench/data_speed.py)."""
     video = to_tensor(frames)                                                 # (T, 3, H, W) uint8
     top, left, h, w = random_crop_box(*video.shape[-2:], rng, scale=crop_scale)
     flip = rng.random() < 0.5
@@ -381,11 +381,11 @@ class VideoDataset(torch.utils.data.Dataset):
     unreadable videos) comes from np.random.default_rng([seed, epoch, index]), so it does not depend on DataLoader
     workers or DDP ranks; the epoch is `set_epoch`'s, or comes with the index as an (epoch, index) pair (what
     EpochSampler yields, for persistent workers whose copies of the dataset never see a later set_epoch). An
-    unreadable video is logged once per process (path -> reason in `unreadable`); strict=True raises VideoReadError. Otherwise, with replace_unreadable (default: train)
-    it is counted in `replaced` and replaced by another sample chosen from (seed, epoch, index), so a training epoch
-    keeps its size; without, the item is `{"path": ..., "reason": ...}`, so that an evaluation scores real test
-    videos only and can list the others. crop_scale is the area range of the random resized crop; colour=False
-    leaves out colour jitter and grayscale."""
+    unreadable video is logged once per process (path -> reason in `unreadable`); strict=True raises VideoReadError.
+    Otherwise, with replace_unreadable (default: train) it is counted in `replaced` and replaced by another sample
+    chosen from (seed, epoch, index), so a training epoch keeps its size; without, the item is
+    `{"path": ..., "reason": ...}`, so that an evaluation scores real test videos only and can list the others.
+    crop_scale is the area range of the random resized crop; colour=False leaves out colour jitter and grayscale."""
 
     def __init__(self, samples, class_names, num_frames=8, size=224, train=False, views=(1, 1), seed=0,
                  strict=False, crop_scale=CROP_SCALE, colour=True, replace_unreadable=None):

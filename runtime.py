@@ -193,12 +193,20 @@ def default_workers(device, processes=1):
     return (os.cpu_count() or 1) // 4
 
 
-def loader_options(device, workers):
+def _ignore_stop_signals(worker_id):
+    """In a loader worker: SIGINT / SIGTERM are for the training process, which stops in order (a scheduler signals
+    every process of the job); the worker ends when that process does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def loader_options(device, workers, persistent=False):
     """DataLoader settings: pinned memory for faster, asynchronous copies to a GPU; with workers, each keeps 4
-    batches in flight (decoding times vary from video to video) and lives as long as its loader."""
+    batches in flight (decoding times vary from video to video), ignores stop signals, and with `persistent` lives
+    as long as its loader (the training loader: one for the whole run)."""
     options = dict(num_workers=workers, pin_memory=device.type == "cuda")
     if workers:
-        options.update(persistent_workers=True, prefetch_factor=4)
+        options.update(persistent_workers=persistent, prefetch_factor=4, worker_init_fn=_ignore_stop_signals)
     return options
 
 

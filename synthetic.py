@@ -333,10 +333,12 @@ def _settings_of(root):
     marker = Path(root) / "synthetic.json"
     try:
         settings = json.loads(marker.read_text())
-        settings.pop("version")
-        return settings
+        version = settings.pop("version")
     except (OSError, ValueError, KeyError, AttributeError):
         return {}
+    if version < 5 and settings.get("num_classes") == 8:   # the default before version 5: take today's
+        settings.pop("num_classes")
+    return settings
 
 
 def ensure_synthetic(root):

@@ -1,7 +1,8 @@
 """Training entry point: fine-tune ASU (CLIP + MRA + SU selection + cross-modal decoder) on a video dataset.
 
 In:  a dataset (`--data`, layouts in DESIGN.md) and CLIP weights (`--clip`); the loader gives (B, T, 3, S, S)
-     uint8 videos, normalised on the device (runtime.model_input), and (B,) class indices. `python train.py` alone is the embedded default (synthetic data, tiny CLIP, CPU).
+     uint8 videos, normalised on the device (runtime.model_input), and (B,) class indices. `python train.py`
+     alone is the embedded default (synthetic data, tiny CLIP, CPU).
 Out: in `--out`: args.json (the options), log.jsonl (one JSON object per epoch: epoch, lr, train_loss, val_top1,
      ...), last.pt (the whole state of the run, keys in save_run) and best.pt (what evaluation needs, save_best).
 
@@ -389,7 +390,7 @@ def setup_run(args, device):
     # one loader for the whole run (persistent workers); each epoch gives its sampler (epoch, index) pairs
     train_sampler = data.EpochSampler()
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.per_gpu_batch, sampler=train_sampler,
-                                               **runtime.loader_options(device, args.workers))
+                                               **runtime.loader_options(device, args.workers, persistent=True))
     optimizer = torch.optim.AdamW(model.param_groups(args.lr, args.new_module_lr_mult, args.weight_decay),
                                   betas=(0.9, 0.98), eps=1e-8)
     warmup_steps, total_steps = round(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch

@@ -11,7 +11,8 @@ waving a flag; other datasets have none), mean +- std over seeds, and seconds of
     python bench/ablation.py --quick               # 1 seed, 3 epochs: checks that every configuration runs
     python bench/ablation.py --data k400 --data-root data/k400 --clip ViT-B/16 --seeds 0 1 2
 
-Runs go to --out/<configuration>/seed<k> and are reused when their last.pt is complete (delete them to retrain).
+Runs go to --out/<configuration>/seed<k>; a run whose scores.json and train_seconds.txt exist is reused as it is,
+whatever the options now (delete its folder, or choose another --out, to train it again).
 """
 import argparse
 import json

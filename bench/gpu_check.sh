@@ -58,7 +58,7 @@ root = os.path.join(tempfile.gettempdir(), "asu_gpu_check_synthetic")
 started = time.time()
 dataset = data.build_dataset("synthetic", root, "train", num_frames=FRAMES, size=SIZE, train=True)
 loader = iter(torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=4))
-batches = [(videos.to(device), labels.to(device)) for videos, labels, _ in (next(loader) for _ in range(4))]
+batches = [(runtime.model_input(videos, device), labels.to(device)) for videos, labels, _ in (next(loader) for _ in range(4))]
 print(f"synthetic data ready in {time.time() - started:.0f} s")
 
 for amp in ("bf16", "fp16"):

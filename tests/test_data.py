@@ -193,8 +193,9 @@ def large_clips(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["1080p", "240p"])
 def test_decoding_at_size_equals_a_float_resize_of_full_frames(large_clips, name):
-    """swscale's AREA scaling in the decoder against an antialiased float resize of the fully decoded frames: the
-    same TSN indices, the same frames in decode order, up to interpolation; a frame smaller than asked is kept."""
+    """swscale's scaling in the decoder (data.SCALING) against an antialiased float resize of the fully decoded
+    frames: the same TSN indices, the same frames in decode order, up to interpolation (AREA, or scaling without
+    full chroma, would exceed the bound: 0.011 and 0.021 at 1080p); a frame smaller than asked is kept."""
     path = large_clips[name]
     reference = full_decode(path)
     full = data.to_tensor(np.stack(reference)).float() / 255                        # (n, 3, H, W)
@@ -205,7 +206,8 @@ def test_decoding_at_size_equals_a_float_resize_of_full_frames(large_clips, name
         got = data.to_tensor(frames).float() / 255
         assert got.shape == expected.shape and min(got.shape[-2:]) == short_side
         errors = (got - expected).abs().mean(dim=(1, 2, 3))                          # per frame
-        assert errors.max() < 0.012, errors                                         # ~3 of 255 levels
+        # ~2.4 of 255 levels at 1080p; at 240 -> 224 the two filters' footprints differ most (measured 0.0098)
+        assert errors.max() < (0.0095 if name == "1080p" else 0.012), errors
         # the right frame: a neighbour (the disc has moved) is further away than interpolation
         neighbour = data.resize_short_side(full[(indices + 1) % len(reference)], short_side)
         assert ((got - neighbour).abs().mean(dim=(1, 2, 3)) > 2 * errors).all()
@@ -368,7 +370,7 @@ def test_one_loader_with_persistent_workers_serves_every_epoch(small_videos):
     dataset = data.VideoDataset(samples, ["a", "b", "c"], num_frames=4, size=32, train=True, seed=3)
     sampler = data.EpochSampler()
     loader = torch.utils.data.DataLoader(dataset, batch_size=3, sampler=sampler,
-                                         **runtime.loader_options(torch.device("cpu"), 2))
+                                         **runtime.loader_options(torch.device("cpu"), 2, persistent=True))
     assert loader.persistent_workers
     for epoch in (0, 1, 2):
         sampler.set_epoch(epoch, [2, 0, 1])

@@ -23,6 +23,7 @@ import data
 import eval as evaluation
 import runtime
 import train
+from decoder import SUSelection
 from model import load_checkpoint, model_from_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +47,31 @@ def checkpoint(workdir):
     train.main(small(workdir, "--data", "synthetic", "--data-root", str(workdir / "synthetic"), "--epochs", "1",
                      "--batch-size", "4", "--out", str(out)))
     return out / "last.pt"
+
+
+def test_checkpoint_from_before_the_temporal_and_query_options_loads(workdir, checkpoint, tmp_path):
+    """A checkpoint written before --temporal / --queries existed (no such keys in its options, no temporal layer in
+    its weights) is the decoder without the temporal path."""
+    ckpt = load_checkpoint(checkpoint)
+    assert ckpt["args"]["temporal"] == "halves" and ckpt["args"]["queries"] == "units"
+    old = dict(ckpt, args={k: v for k, v in ckpt["args"].items() if k not in ("temporal", "queries")},
+               model={k: v for k, v in ckpt["model"].items() if ".temporal." not in k})
+    assert len(old["model"]) < len(ckpt["model"])
+    model = model_from_checkpoint(old, "old.pt", str(workdir / "cache"))
+    assert model.decoder.temporal is None
+    assert isinstance(model.selection, SUSelection)
+
+
+def test_ablation_options_train_and_evaluate(workdir):
+    """--queries learned and --temporal none go through train.py into the checkpoint, and eval.py rebuilds them."""
+    out = workdir / "learned"
+    train.main(small(workdir, "--data", "synthetic", "--data-root", str(workdir / "synthetic"), "--epochs", "1",
+                     "--batch-size", "4", "--queries", "learned", "--temporal", "none", "--out", str(out)))
+    ckpt = load_checkpoint(out / "last.pt")
+    model = model_from_checkpoint(ckpt, out / "last.pt", str(workdir / "cache"))
+    assert model.decoder.temporal is None and not isinstance(model.selection, SUSelection)
+    results = evaluation.main(small(workdir, "--ckpt", str(out / "last.pt")))
+    assert results["videos"] > 0 and 0 <= results["top1"] <= 1
 
 
 def clips(workdir):

@@ -76,10 +76,15 @@ def test_synthetic_set_generated_once_deterministic_and_readable(tmp_path, busy_
     dataset = data.build_dataset("synthetic", tmp_path / "a", "val", num_frames=8, size=32)
     assert dataset.colour is False and len(dataset) == 8
     assert marker.stat().st_mtime_ns == stamp
-    marker.write_text(json.dumps(dict(json.loads(marker.read_text()), version=0)))
+    marker.write_text(json.dumps(dict(json.loads(marker.read_text()), version=0, num_classes=9)))
     data.build_dataset("synthetic", tmp_path / "a", "val", num_frames=8, size=32)
     assert json.loads(marker.read_text())["version"] == synthetic.VERSION
-    assert len((tmp_path / "a" / "train.txt").read_text().splitlines()) == 16
+    assert len((tmp_path / "a" / "train.txt").read_text().splitlines()) == 18
+    # a set made before version 5 with that version's default of 8 classes takes today's default of 10
+    marker.write_text(json.dumps(dict(json.loads(marker.read_text()), version=4, num_classes=8)))
+    data.build_dataset("synthetic", tmp_path / "a", "val", num_frames=8, size=32)
+    assert json.loads(marker.read_text())["num_classes"] == 10
+    assert len((tmp_path / "a" / "train.txt").read_text().splitlines()) == 20
 
 
 def test_rgb_to_yuv420p_matches_bt601():

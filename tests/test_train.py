@@ -121,11 +121,15 @@ def test_torchrun_joins_its_group(workdir, one_process):
 
 
 def test_resume_after_stop_equals_straight_run(workdir, reference):
+    """With a loader worker (persistent across epochs, fed (epoch, index) pairs) against the reference run without:
+    the same bits, stopped and resumed or not."""
     out = workdir / "stopped"
-    first = train.main(tiny_args(workdir, out, "--epochs", str(EPOCHS), "--amp", "off", "--stop-after", "2"))
+    first = train.main(tiny_args(workdir, out, "--epochs", str(EPOCHS), "--amp", "off", "--stop-after", "2",
+                                 "--workers", "1"))
     assert len(first) == 2
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
-    train.main(tiny_args(workdir, out, "--epochs", str(EPOCHS), "--amp", "off", "--resume", str(out / "last.pt")))
+    train.main(tiny_args(workdir, out, "--epochs", str(EPOCHS), "--amp", "off", "--resume", str(out / "last.pt"),
+                         "--workers", "1"))
     assert_same_parameters(parameters(reference), parameters(out))
     assert_same_log(read_log(reference), read_log(out))
     assert_same_parameters(parameters(reference, "best.pt"), parameters(out, "best.pt"))
