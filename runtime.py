@@ -21,6 +21,7 @@ imports no other file of this project (they import it).
 import argparse
 import contextlib
 import ctypes
+import functools
 import multiprocessing.connection
 import os
 import random
@@ -216,12 +217,17 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+@functools.lru_cache
+def _clip_statistics(device):
+    """CLIP_MEAN and CLIP_STD as (3, 1, 1) tensors on `device`, made once: a tensor built from a list is a blocking
+    copy to a GPU, which every training step would otherwise wait for."""
+    return (torch.tensor(CLIP_MEAN, device=device).view(3, 1, 1), torch.tensor(CLIP_STD, device=device).view(3, 1, 1))
+
+
 def model_input(videos, device):
     """uint8 videos (..., 3, S, S) from a loader -> float32 on `device`, scaled to [0, 1], CLIP mean/std."""
-    videos = videos.to(device, non_blocking=True).float().div_(255)             # (..., 3, S, S)
-    mean = torch.tensor(CLIP_MEAN, device=device).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD, device=device).view(3, 1, 1)
-    return (videos - mean) / std
+    mean, std = _clip_statistics(device)
+    return videos.to(device, non_blocking=True).float().div_(255).sub_(mean).div_(std)   # (..., 3, S, S)
 
 
 def flush_denormals():
