@@ -26,10 +26,8 @@ except ImportError:
 import av
 import numpy as np
 
-# The embedded default: a stick figure rendered with numpy and written as H.264 mp4, so it takes the path of real
-# data. Class names combine units of the four kinds: body parts (arms, legs), motions, objects (ball, chair) and
-# scenes (park, beach, room, street). Each scene holds two of the default classes and one motion (bouncing a ball)
-# happens in two scenes, so neither the scene alone nor the motion alone names the class.
+# Each scene holds two or three of the default classes and one motion (bouncing a ball) happens in two scenes, so
+# neither the scene alone nor the motion alone names the class.
 
 CLASSES = (   # (class name, motion, scene); the first `num_classes` are used (default 10)
     ("walking in the park", "walk", "park"),

@@ -132,6 +132,31 @@ def test_frames_equal_full_decode(clips, name, monkeypatch):
     assert_exact(path, reference)
 
 
+@pytest.mark.parametrize("name", ["h264_short_gop.mp4", "h264_open_short_gop.mp4", "h264_long_gop.mp4", "bikes.mp4"])
+def test_decoder_drops_only_frames_nobody_sampled(clips, name, monkeypatch):
+    """The packets of unsampled frames go in with skip_frame NONREF: the same frames come out, fewer are decoded
+    (B-frames that no frame is predicted from are dropped)."""
+    path = bikes_path() if name == "bikes.mp4" else clips[name]
+    reference, decoded, frames_from = full_decode(path), [], data._frames_from
+
+    def counting(*args):
+        for item in frames_from(*args):
+            decoded.append(item[0])
+            yield item
+    monkeypatch.setattr(data, "_frames_from", counting)
+    monkeypatch.setattr(data, "_read_through", no_fallback)
+    for pick in (lambda n: data.sample_indices(n, 4),
+                 lambda n: data.sample_indices(n, 8, True, np.random.default_rng(0))):   # the same draw twice
+        counts = {}
+        for skip in (False, True):
+            monkeypatch.setattr(data, "SKIP_UNWANTED", skip)
+            decoded.clear()
+            frames, indices = data.read_frames(path, pick)
+            np.testing.assert_array_equal(frames, np.stack([reference[i] for i in indices]))
+            counts[skip] = len(decoded)
+        assert counts[True] < counts[False], counts
+
+
 def test_decode_through_fallback_is_exact(clips, monkeypatch):
     def refuse(*args):
         raise data._SeekFailed
