@@ -41,8 +41,13 @@ SEEK_COST_FRAMES = 4
 # our reading: DataLoader workers decode videos in parallel, so each decoder gets one thread (no oversubscription)
 DECODER_THREADS = 1
 # packets of frames nobody asked for are fed with skip_frame NONREF, so the decoder drops those that no other frame
-# is predicted from (most B-frames): a quarter to a third less decoding, the same frames (`_frames_from`)
+# is predicted from (most B-frames): a quarter to a third less decoding, the same frames (`_frames_from`). Only for
+# H.264, whose decoder reads skip_frame per packet and drops exactly its non-reference pictures; libdav1d (AV1)
+# reads it once, when it opens; HEVC's decoder also drops sub-layer non-reference pictures that higher sub-layers
+# may predict from; MPEG-4 part 2 files can hold packets that yield no frame at all (not-coded VOPs), which a
+# dropped frame would hide; VP9 gains nothing.
 SKIP_UNWANTED = True
+SKIPPING_CODECS = ("h264",)
 # a keyframe's position among the decoded frames (output) and among the demuxed packets, and its timestamps
 _Keyframe = namedtuple("_Keyframe", "output_index packet_index pts dts")
 
@@ -64,8 +69,9 @@ def _rgb(frame, short_side=None):
     if short_side is not None and min(width, height) > short_side:
         scale = short_side / min(width, height)
         width, height = max(short_side, round(width * scale)), max(short_side, round(height * scale))
-        name = frame.format.name   # full-range (JPEG) YUV stays full range; other pixel formats go straight to RGB
-        between = "yuvj444p" if name.startswith("yuvj") else "yuv444p" if name.startswith("yuv") else "rgb24"
+        fmt = frame.format   # YUV of any layout via 4:4:4 (full-range JPEG YUV stays full range); RGB, gray straight
+        between = ("rgb24" if fmt.is_rgb or fmt.has_palette or fmt.name.startswith("gray")
+                   else "yuvj444p" if fmt.name.startswith("yuvj") else "yuv444p")
         frame = frame.reformat(width=width, height=height, format=between, interpolation=SCALING,
                                threads=DECODER_THREADS)
     return frame.to_ndarray(format="rgb24", threads=DECODER_THREADS)
@@ -134,16 +140,17 @@ def _seek(container, stream, keyframe, by_identity):
 
 def _frames_from(container, stream, keyframe, by_identity, rank_of_pts, wanted):
     """Yield (output index, packets fed so far, frame) from a seek to `keyframe` onwards. The packet of a frame not
-    in `wanted` goes in with skip_frame NONREF (SKIP_UNWANTED): the decoder drops it if no other frame refers to it.
+    in `wanted` goes in with skip_frame NONREF (SKIP_UNWANTED, H.264): the decoder drops it if no frame refers to it.
     A frame's output index is the rank of its pts, checked as it comes out: every index between two frames must
     belong to a packet that was allowed to be dropped, so nothing else can go missing unnoticed."""
     anchor, packets = _seek(container, stream, keyframe, by_identity)
     codec = stream.codec_context
+    skipping = SKIP_UNWANTED and codec.name in SKIPPING_CODECS
     packets_fed, previous, leading, droppable = anchor.packet_index, None, 0, set()
     for packet in packets:
         packets_fed += packet.size > 0
         rank = rank_of_pts.get(packet.pts)
-        drop = SKIP_UNWANTED and rank is not None and rank not in wanted
+        drop = skipping and rank is not None and rank not in wanted
         codec.skip_frame = "NONREF" if drop else "DEFAULT"
         if drop:
             droppable.add(rank)
@@ -191,7 +198,7 @@ def _read_through(path, n, pick, indices, short_side):
                 count += 1
         if count == n or count == 0:
             return indices, found, count
-        n, indices = count, pick(count)
+        n, indices = count, np.asarray(pick(count), dtype=np.int64)
     raise VideoReadError(path, "the number of decoded frames changes from one decode to the next")
 
 

@@ -137,11 +137,11 @@ def at_full_size(fn):
 def without_skipping(fn):
     """Ours with every frame decoded (data.SKIP_UNWANTED off): what dropping unsampled B-frames gains."""
     def read(*args):
-        data.SKIP_UNWANTED = False
+        skip, data.SKIP_UNWANTED = data.SKIP_UNWANTED, False
         try:
             return fn(*args)
         finally:
-            data.SKIP_UNWANTED = True
+            data.SKIP_UNWANTED = skip
     return read
 
 

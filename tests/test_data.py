@@ -132,10 +132,11 @@ def test_frames_equal_full_decode(clips, name, monkeypatch):
     assert_exact(path, reference)
 
 
-@pytest.mark.parametrize("name", ["h264_short_gop.mp4", "h264_open_short_gop.mp4", "h264_long_gop.mp4", "bikes.mp4"])
+@pytest.mark.parametrize("name", ["h264_short_gop.mp4", "h264_open_short_gop.mp4", "h264_long_gop.mp4", "bikes.mp4",
+                                  "mpeg4_bframes_short_gop.avi", "vp9_short_gop.webm"])
 def test_decoder_drops_only_frames_nobody_sampled(clips, name, monkeypatch):
-    """The packets of unsampled frames go in with skip_frame NONREF: the same frames come out, fewer are decoded
-    (B-frames that no frame is predicted from are dropped)."""
+    """H.264 packets of unsampled frames go in with skip_frame NONREF: the same frames come out, fewer are decoded
+    (B-frames that no frame is predicted from are dropped). Other codecs decode every frame (data.SKIPPING_CODECS)."""
     path = bikes_path() if name == "bikes.mp4" else clips[name]
     reference, decoded, frames_from = full_decode(path), [], data._frames_from
 
@@ -154,7 +155,7 @@ def test_decoder_drops_only_frames_nobody_sampled(clips, name, monkeypatch):
             frames, indices = data.read_frames(path, pick)
             np.testing.assert_array_equal(frames, np.stack([reference[i] for i in indices]))
             counts[skip] = len(decoded)
-        assert counts[True] < counts[False], counts
+        assert counts[True] < counts[False] if name.endswith(".mp4") else counts[True] == counts[False], counts
 
 
 def test_decode_through_fallback_is_exact(clips, monkeypatch):
