@@ -149,11 +149,12 @@ def _frames_from(container, stream, keyframe, by_identity, rank_of_pts, wanted):
     packets_fed, previous, leading, droppable = anchor.packet_index, None, 0, set()
     for packet in packets:
         packets_fed += packet.size > 0
-        rank = rank_of_pts.get(packet.pts)
-        drop = skipping and rank is not None and rank not in wanted
-        codec.skip_frame = "NONREF" if drop else "DEFAULT"
-        if drop:
-            droppable.add(rank)
+        if skipping:
+            rank = rank_of_pts.get(packet.pts)
+            drop = rank is not None and rank not in wanted
+            codec.skip_frame = "NONREF" if drop else "DEFAULT"
+            if drop:
+                droppable.add(rank)
         for frame in packet.decode():
             if previous is None and frame.pts != anchor.pts:
                 leading += 1   # a leading picture of an open GOP (if the decoder shows it at all) precedes the keyframe
@@ -170,12 +171,12 @@ def _frames_from(container, stream, keyframe, by_identity, rank_of_pts, wanted):
 
 def _read_seeking(container, stream, keyframes, by_identity, rank_of_pts, targets, short_side):
     """Frames at the sorted output indices `targets`: seek to the keyframe before a target when it saves decoding."""
-    found, key_outputs = {}, [k.output_index for k in keyframes]
+    found, key_outputs, wanted = {}, [k.output_index for k in keyframes], set(targets)
     frames, packets_fed, current = None, 0, -1
     for target in targets:
         anchor = keyframes[bisect.bisect_right(key_outputs, target) - 1]
         if frames is None or (anchor.output_index > current and anchor.packet_index > packets_fed + SEEK_COST_FRAMES):
-            frames = _frames_from(container, stream, anchor, by_identity, rank_of_pts, set(targets))
+            frames = _frames_from(container, stream, anchor, by_identity, rank_of_pts, wanted)
         for current, packets_fed, frame in frames:
             if current == target:
                 found[target] = _rgb(frame, short_side)

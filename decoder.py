@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 
 TEMPORAL = ("halves", "none")   # the decoder's temporal path (see the module docstring)
+QUERIES = ("units", "learned")   # its queries: SUSelection (ASU) or LearnedQueries (the ablation)
 
 
 class SUSelection(nn.Module):

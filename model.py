@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clip_vit import build_clip, encode_texts, load_clip, tiny_clip
-from decoder import CrossModalDecoder, LearnedQueries, SUSelection
+from decoder import QUERIES, CrossModalDecoder, LearnedQueries, SUSelection
 from mra import MultiRegionViT, parse_grids
 from runtime import atomic_write, fail
 from semantic_units import (SemanticUnit, SemanticUnits, extract_semantic_units, load_descriptions,
@@ -63,8 +63,8 @@ class ASU(nn.Module):
         if decoder_layers == 0 and mra_layers > 0:
             raise ValueError("model.py ASU: mra_layers > 0 needs decoder_layers > 0 (region features only feed the "
                              "SU selection and decoder); for the mean-pooling baseline set both to 0")
-        if queries not in ("units", "learned"):
-            raise ValueError(f"model.py ASU: queries must be 'units' or 'learned', got {queries!r}")
+        if queries not in QUERIES:
+            raise ValueError(f"model.py ASU: queries must be one of {QUERIES}, got {queries!r}")
         self.decoder_memory = decoder_memory
         self.cache_dir = cache_dir
         # The CLIP (text tower used by set_class_names) and the visual branch that wraps the same clip.visual:

@@ -34,7 +34,7 @@ from tqdm import tqdm
 import clip_vit
 import data
 import runtime
-from decoder import TEMPORAL
+from decoder import QUERIES, TEMPORAL
 from model import build_model, load_checkpoint, load_model_state, save_checkpoint, units_to_state
 from mra import parse_grids
 from runtime import DATASET_DEFAULTS, DATASETS, defaults_help, fail, one_line_errors, rank_and_world
@@ -72,7 +72,7 @@ def build_parser():
     g.add_argument("--temporal", default="halves", choices=TEMPORAL,
                    help="the decoder's temporal path: halves = a linear map of (mean of the second half's frame "
                         "features - the first half's), added to its readout; none = without it")
-    g.add_argument("--queries", default="units", choices=("units", "learned"),
+    g.add_argument("--queries", default="units", choices=QUERIES,
                    help="decoder queries: units = attentive SU selection (ASU); learned = learned queries, "
                         "the ablation without SUs")
     g.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing of the ViT blocks")
