@@ -5,7 +5,7 @@ several peer loaders read a clip (`frame.to_ndarray(format="rgb24")` on every fr
 10 s at 30 fps, H.264, a keyframe every 2 s and every 10 s. Checks that all give identical frames and prints clips/s
 and ratios. Three more columns separate our savings: decode-all with our one-thread RGB conversion, ours with
 seeking (and so frame dropping) switched off, and ours with seeking but every frame decoded (what letting the
-decoder drop unsampled B-frames gains: `data.SKIP_UNWANTED`).
+decoder drop unsampled B-frames gains: `video.SKIP_UNWANTED`).
 Target: >= 3x on the 2-s-keyframe clip, never slower on the 10-s one.
 
 2. Real resolutions: one VideoDataset item (size 224, 8 frames; a training item with colour jitter, and a 4x3-view
@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import data  # noqa: E402
 import synthetic  # noqa: E402
+import video  # noqa: E402
 
 
 def kinetics_like_clip(path, keyframe_seconds, seconds=10, fps=30, width=340, height=256, seed=0):
@@ -56,13 +57,13 @@ def decode_all_then_index(path, num_frames, convert=lambda frame: frame.to_ndarr
     """What several peer loaders do: decode every frame to an array, then take the TSN indices."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.codec_context.thread_count = data.DECODER_THREADS   # same decoder settings as ours
+        stream.codec_context.thread_count = video.DECODER_THREADS   # same decoder settings as ours
         frames = [convert(frame) for frame in container.decode(stream)]
     return np.stack(frames)[data.sample_indices(len(frames), num_frames)]
 
 
 def decode_all_our_conversion(path, num_frames):
-    return decode_all_then_index(path, num_frames, convert=data._rgb)
+    return decode_all_then_index(path, num_frames, convert=video._rgb)
 
 
 def decode_through(path, num_frames):
@@ -70,7 +71,7 @@ def decode_through(path, num_frames):
     with av.open(str(path)) as container:
         n = sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
     indices = data.sample_indices(n, num_frames)
-    _, found, _ = data._read_through(path, n, lambda m: data.sample_indices(m, num_frames), indices, None)
+    _, found, _ = video._read_through(path, n, lambda m: data.sample_indices(m, num_frames), indices, None)
     return np.stack([found[i] for i in indices.tolist()])
 
 
@@ -109,7 +110,7 @@ def natural_clip(path, width, height, frames, fps=25, codec="libx264", seed=0):
 def decode_all_full_size(path):
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.codec_context.thread_count = data.DECODER_THREADS
+        stream.codec_context.thread_count = video.DECODER_THREADS
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
 
 
@@ -121,8 +122,8 @@ def dataset(path, train):
 def full_size_decoding():
     """Before decoding at size: frames at full size, the float transform resizes them, every frame decoded
     (`before` rows)."""
-    rgb, skip = data._rgb, data.SKIP_UNWANTED
-    data._rgb, data.SKIP_UNWANTED = (lambda frame, short_side=None: rgb(frame)), False
+    rgb, skip = video._rgb, video.SKIP_UNWANTED
+    video._rgb, video.SKIP_UNWANTED = (lambda frame, short_side=None: rgb(frame)), False
     return rgb, skip
 
 
@@ -131,17 +132,17 @@ def at_full_size(fn):
     try:
         return fn()
     finally:
-        data._rgb, data.SKIP_UNWANTED = rgb, skip
+        video._rgb, video.SKIP_UNWANTED = rgb, skip
 
 
 def without_skipping(fn):
-    """Ours with every frame decoded (data.SKIP_UNWANTED off): what dropping unsampled B-frames gains."""
+    """Ours with every frame decoded (video.SKIP_UNWANTED off): what dropping unsampled B-frames gains."""
     def read(*args):
-        skip, data.SKIP_UNWANTED = data.SKIP_UNWANTED, False
+        skip, video.SKIP_UNWANTED = video.SKIP_UNWANTED, False
         try:
             return fn(*args)
         finally:
-            data.SKIP_UNWANTED = skip
+            video.SKIP_UNWANTED = skip
     return read
 
 
@@ -193,7 +194,7 @@ def decode_only(path):
     """Every frame decoded, none converted: the floor for any reader that needs the last frame."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.codec_context.thread_count = data.DECODER_THREADS
+        stream.codec_context.thread_count = video.DECODER_THREADS
         for _ in container.decode(stream):
             pass
 

@@ -1,6 +1,6 @@
-"""data.py: frame-exact decoding (against a full decode), every dataset layout, sampling, views, transforms,
-randomness independent of workers, few-shot subsets, the Kinetics-600 zero-shot splits, robustness to bad files
-(replaced in training, left out in evaluation), and the synthetic set."""
+"""data.py and video.py: frame-exact decoding (against a full decode), decoding at size, every dataset layout,
+sampling, views, transforms, randomness independent of workers, few-shot subsets, the Kinetics-600 zero-shot
+splits, robustness to bad files (replaced in training, left out in evaluation), and the synthetic set."""
 import csv
 import logging
 import os
@@ -18,6 +18,7 @@ import torch
 import data
 import runtime
 import synthetic
+import video
 
 LABELS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "labels"
 
@@ -125,7 +126,7 @@ def test_frames_equal_full_decode(clips, name, monkeypatch):
     reference = full_decode(path)
     assert len(reference) == 60
     if "short_gop" in name:   # these must be read by seeking, not by the decode-through fallback
-        monkeypatch.setattr(data, "_read_through", no_fallback)
+        monkeypatch.setattr(video, "_read_through", no_fallback)
         for i in range(len(reference)):   # every frame on its own: each lands after a seek or a short decode
             frames, _ = data.read_frames(path, lambda n: [i])
             np.testing.assert_array_equal(frames[0], reference[i], err_msg=f"{name} frame {i}")
@@ -136,21 +137,21 @@ def test_frames_equal_full_decode(clips, name, monkeypatch):
                                   "mpeg4_bframes_short_gop.avi", "vp9_short_gop.webm"])
 def test_decoder_drops_only_frames_nobody_sampled(clips, name, monkeypatch):
     """H.264 packets of unsampled frames go in with skip_frame NONREF: the same frames come out, fewer are decoded
-    (B-frames that no frame is predicted from are dropped). Other codecs decode every frame (data.SKIPPING_CODECS)."""
+    (B-frames that no frame is predicted from are dropped). Other codecs decode every frame (video.SKIPPING_CODECS)."""
     path = bikes_path() if name == "bikes.mp4" else clips[name]
-    reference, decoded, frames_from = full_decode(path), [], data._frames_from
+    reference, decoded, frames_from = full_decode(path), [], video._frames_from
 
     def counting(*args):
         for item in frames_from(*args):
             decoded.append(item[0])
             yield item
-    monkeypatch.setattr(data, "_frames_from", counting)
-    monkeypatch.setattr(data, "_read_through", no_fallback)
+    monkeypatch.setattr(video, "_frames_from", counting)
+    monkeypatch.setattr(video, "_read_through", no_fallback)
     for pick in (lambda n: data.sample_indices(n, 4),
                  lambda n: data.sample_indices(n, 8, True, np.random.default_rng(0))):   # the same draw twice
         counts = {}
         for skip in (False, True):
-            monkeypatch.setattr(data, "SKIP_UNWANTED", skip)
+            monkeypatch.setattr(video, "SKIP_UNWANTED", skip)
             decoded.clear()
             frames, indices = data.read_frames(path, pick)
             np.testing.assert_array_equal(frames, np.stack([reference[i] for i in indices]))
@@ -160,8 +161,8 @@ def test_decoder_drops_only_frames_nobody_sampled(clips, name, monkeypatch):
 
 def test_decode_through_fallback_is_exact(clips, monkeypatch):
     def refuse(*args):
-        raise data._SeekFailed
-    monkeypatch.setattr(data, "_read_seeking", refuse)
+        raise video._SeekFailed
+    monkeypatch.setattr(video, "_read_seeking", refuse)
     for name in ("h264_short_gop.mp4", "mpeg4_bframes_short_gop.avi"):
         assert_exact(clips[name], full_decode(clips[name]), train_seeds=(0,))
 
@@ -185,7 +186,7 @@ def test_misreported_and_missing_frame_counts(clips, tmp_path):
 def test_bikes_clip_frames_equal_full_decode(monkeypatch):
     path = bikes_path()
     reference = full_decode(path)
-    monkeypatch.setattr(data, "_read_through", no_fallback)
+    monkeypatch.setattr(video, "_read_through", no_fallback)
     assert_exact(path, reference, sizes=(8, 16), train_seeds=(0, 1))
     for i in range(0, len(reference), 23):
         frames, _ = data.read_frames(path, lambda n: [i])
@@ -219,7 +220,7 @@ def large_clips(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["1080p", "240p"])
 def test_decoding_at_size_equals_a_float_resize_of_full_frames(large_clips, name):
-    """swscale's scaling in the decoder (data.SCALING) against an antialiased float resize of the fully decoded
+    """swscale's scaling in the decoder (video.SCALING) against an antialiased float resize of the fully decoded
     frames: the same TSN indices, the same frames in decode order, up to interpolation (AREA, or scaling without
     full chroma, would exceed the bound: 0.011 and 0.021 at 1080p); a frame smaller than asked is kept."""
     path = large_clips[name]
@@ -310,18 +311,18 @@ def test_three_crops_cover_the_long_side():
 
 
 def test_short_side_resize_keeps_aspect():
-    video = torch.rand(2, 3, 48, 64)
-    assert data.resize_short_side(video, 24).shape == (2, 3, 24, 32)
-    assert data.resize_short_side(video.transpose(-1, -2), 24).shape == (2, 3, 32, 24)
+    clip = torch.rand(2, 3, 48, 64)
+    assert data.resize_short_side(clip, 24).shape == (2, 3, 24, 32)
+    assert data.resize_short_side(clip.transpose(-1, -2), 24).shape == (2, 3, 32, 24)
 
 
 def test_hsv_round_trip_and_neutral_jitter():
-    video = torch.rand(2, 3, 8, 8)
-    torch.testing.assert_close(data._hsv_to_rgb(data._rgb_to_hsv(video)), video, atol=1e-5, rtol=0)
-    same = data.color_jitter(video, data.jitter_steps(np.random.default_rng(0), 0, 0, 0, 0))
-    torch.testing.assert_close(same, video, atol=1e-5, rtol=0)
-    changed = data.color_jitter(video, data.jitter_steps(np.random.default_rng(0), **data.JITTER))
-    assert not torch.allclose(changed, video)
+    clip = torch.rand(2, 3, 8, 8)
+    torch.testing.assert_close(data._hsv_to_rgb(data._rgb_to_hsv(clip)), clip, atol=1e-5, rtol=0)
+    same = data.color_jitter(clip, data.jitter_steps(np.random.default_rng(0), 0, 0, 0, 0))
+    torch.testing.assert_close(same, clip, atol=1e-5, rtol=0)
+    changed = data.color_jitter(clip, data.jitter_steps(np.random.default_rng(0), **data.JITTER))
+    assert not torch.allclose(changed, clip)
 
 
 def test_train_transform_shape_and_reproducibility():
@@ -340,7 +341,7 @@ def test_train_transform_without_colour_keeps_colours():
     for seed in range(8):
         assert torch.equal(data.train_transform(frames, 32, np.random.default_rng(seed), colour=False), expected)
     jittered = [data.train_transform(frames, 32, np.random.default_rng(seed)) for seed in range(8)]
-    assert not all(torch.equal(video, expected) for video in jittered)
+    assert not all(torch.equal(clip, expected) for clip in jittered)
 
 
 # --------------------------------------------------------------------------------------------------------- datasets
@@ -359,11 +360,11 @@ def link(target, path):
 def test_views_shapes_and_determinism(small_videos):
     samples = [(str(p), 0) for p in small_videos]
     test_set = data.VideoDataset(samples, ["a"], num_frames=4, size=32, views=(2, 3))
-    video, label, replaced = test_set[0]
-    assert video.shape == (6, 4, 3, 32, 32) and label == 0 and replaced == 0
-    torch.testing.assert_close(test_set[0][0], video)
-    assert not torch.equal(video[0], video[3])    # temporal views differ
-    assert not torch.equal(video[0], video[1])    # spatial crops differ (64 x 48 frames)
+    clip, label, replaced = test_set[0]
+    assert clip.shape == (6, 4, 3, 32, 32) and label == 0 and replaced == 0
+    torch.testing.assert_close(test_set[0][0], clip)
+    assert not torch.equal(clip[0], clip[3])    # temporal views differ
+    assert not torch.equal(clip[0], clip[1])    # spatial crops differ (64 x 48 frames)
     single = data.VideoDataset(samples, ["a"], num_frames=4, size=32)[0][0]
     assert single.shape == (4, 3, 32, 32)
     train_set = data.VideoDataset(samples, ["a"], num_frames=4, size=32, train=True, views=(2, 1))
@@ -403,8 +404,8 @@ def test_one_loader_with_persistent_workers_serves_every_epoch(small_videos):
         (videos, labels, _), = list(loader)
         dataset.set_epoch(epoch)
         assert labels.tolist() == [2, 0, 1]
-        for video, index in zip(videos, [2, 0, 1]):
-            assert torch.equal(video, dataset[index][0]) and torch.equal(video, dataset[(epoch, index)][0])
+        for clip, index in zip(videos, [2, 0, 1]):
+            assert torch.equal(clip, dataset[index][0]) and torch.equal(clip, dataset[(epoch, index)][0])
     assert not torch.equal(dataset[(0, 0)][0], dataset[(1, 0)][0])
 
 
@@ -615,11 +616,11 @@ def test_unreadable_video_is_logged_counted_replaced(bad_files, clips, case, cap
     # test-time frames (train=False), so the replacement's frames can be compared with its own item
     dataset = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, seed=1, replace_unreadable=True)
     with caplog.at_level(logging.WARNING, logger=data.__name__):
-        video, label, replaced = dataset[0]
+        clip, label, replaced = dataset[0]
         again = dataset[0]
-    assert replaced >= 1 and label == 1 and video.shape == (4, 3, 32, 32)
-    torch.testing.assert_close(again[0], video)                     # same replacement every time
-    torch.testing.assert_close(video, dataset[1][0])                # the replacement's own frames
+    assert replaced >= 1 and label == 1 and clip.shape == (4, 3, 32, 32)
+    torch.testing.assert_close(again[0], clip)                     # same replacement every time
+    torch.testing.assert_close(clip, dataset[1][0])                # the replacement's own frames
     warnings = [r for r in caplog.records if str(bad) in r.getMessage()]
     assert len(warnings) == 1 and "replaced" in warnings[0].getMessage()   # logged once, with path and reason
     fresh = data.VideoDataset(samples, ["bad", "good"], num_frames=4, size=32, seed=1, replace_unreadable=True)
@@ -643,8 +644,8 @@ def test_unreadable_video_is_left_out_in_evaluation(bad_files, clips, case, capl
     assert item == again == {"path": str(bad), "reason": error.value.reason}
     warnings = [r for r in caplog.records if str(bad) in r.getMessage()]
     assert len(warnings) == 1 and "left out" in warnings[0].getMessage()
-    video, label, replaced = test_set[1]
-    assert video.shape == (4, 3, 32, 32) and label == 1 and replaced == 0
+    clip, label, replaced = test_set[1]
+    assert clip.shape == (4, 3, 32, 32) and label == 1 and replaced == 0
     strict = data.VideoDataset(test_set.samples, test_set.class_names, num_frames=4, size=32, strict=True)
     with pytest.raises(data.VideoReadError, match=str(bad.name)):
         strict[0]
