@@ -2,11 +2,11 @@
 
 Prints micro precision and recall on the gold files of tests/su_gold/: gold.txt (44 classes drawn at random from
 Kinetics-400, UCF-101 and HMDB-51), held_out.txt (20 action names from elsewhere), held_out_k700.txt (50
-Kinetics-700 classes that are in neither Kinetics-400 nor Kinetics-600; the rules were tuned on its misses) and
+Kinetics-700 classes that are in neither Kinetics-400 nor Kinetics-600; the rules were tuned on its misses),
 held_out_k700_b.txt (the other 41 such classes; tuned on after a first untuned measurement) and
 held_out_activitynet.txt (72 ActivityNet-200 classes in no other list, never used for tuning), with the extra units
-and the missed groups per class, then (with --labels DIR: a folder holding kinetics400.txt, ucf101.txt and hmdb51.txt, one class name a
-line) the per-kind SU bank sizes of the three datasets.
+and the missed groups per class, then (with --labels DIR: a folder holding kinetics400.txt, ucf101.txt and
+hmdb51.txt, one class name a line) the per-kind SU bank sizes of the three datasets.
 
     python bench/su_quality.py [--details] [--labels DIR]
 """

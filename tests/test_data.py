@@ -371,6 +371,23 @@ def test_views_shapes_and_determinism(small_videos):
     assert train_set[1][0].shape == (2, 4, 3, 32, 32)
 
 
+def test_cached_frames_give_the_same_items_and_decode_each_video_once(small_videos, monkeypatch):
+    samples = [(str(p), 0) for p in small_videos]
+    reads, read = [], data.read_frames
+    monkeypatch.setattr(data, "read_frames", lambda path, pick, short_side=None: reads.append(path) or read(
+        path, pick, short_side))
+    for train, views in ((True, (2, 1)), (False, (2, 3))):
+        items = [(epoch, index) for epoch in range(3) for index in range(len(samples))]
+        plain = data.VideoDataset(samples, ["a"], num_frames=4, size=32, train=train, views=views)
+        expected = [plain[item][0] for item in items]
+        reads.clear()
+        cached = data.VideoDataset(samples, ["a"], num_frames=4, size=32, train=train, views=views, cache_frames=True)
+        for item, clip in zip(items, expected):
+            assert torch.equal(cached[item][0], clip), item
+        assert sorted(reads) == sorted(path for path, _ in samples)      # each video decoded once, all epochs
+        assert all(len(every) == len(full_decode(path)) for path, every in cached.cached.items())   # every frame
+
+
 def test_randomness_depends_only_on_seed_epoch_index(small_videos):
     samples = [(str(p), i) for i, p in enumerate(small_videos * 2)]
     dataset = data.VideoDataset(samples, ["a", "b", "c", "d", "e", "f"], num_frames=4, size=32, train=True, seed=3)
