@@ -51,7 +51,7 @@ _FEW_SHOT = dict(clip="ViT-B/16", frames=32, size=224, lr=2e-6, new_module_lr_mu
 DATASET_DEFAULTS = {
     "k400": _KINETICS, "list": _KINETICS, "ucf101": _FEW_SHOT, "hmdb51": _FEW_SHOT,
     # the tiny CLIP starts from random weights: its "new" modules are no newer than the rest, so one lr for all
-    "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, new_module_lr_mult=1.0, epochs=20, warmup_epochs=1,
+    "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, new_module_lr_mult=1.0, epochs=30, warmup_epochs=1,
                       batch_size=16, per_gpu_batch=16, eval_every=1, views="1x1"),
 }
 

@@ -76,16 +76,26 @@ def decode_through(path, num_frames):
     return np.stack([found[i] for i in indices.tolist()])
 
 
-def clips_per_second(methods, path, num_frames, repeats):
-    """{name: clips/s} of each method, timed in turn within every repeat (medians), so that a machine that slows
-    down for a while slows every method alike and the ratios hold."""
+def steady_medians(methods, repeats):
+    """{name: median seconds} of `repeats` calls of each method, timed in turn within every repeat (a machine that
+    slows down for a while slows every method alike), after one untimed call of each: the steady state of a loader
+    worker, whose allocator already holds the memory an item needs (a first call can spend a third of its time
+    faulting in fresh pages, which made earlier ratios swing between 0.55x and 0.9x)."""
+    for fn in methods.values():
+        fn()
     times = {name: [] for name in methods}
     for _ in range(repeats):
         for name, fn in methods.items():
             start = time.perf_counter()
-            fn(path, num_frames)
+            fn()
             times[name].append(time.perf_counter() - start)
-    return {name: 1 / statistics.median(column) for name, column in times.items()}
+    return {name: statistics.median(column) for name, column in times.items()}
+
+
+def clips_per_second(methods, path, num_frames, repeats):
+    """{name: clips/s} of each method on one clip, from steady_medians (timed in turn)."""
+    calls = {name: (lambda fn=fn: fn(path, num_frames)) for name, fn in methods.items()}
+    return {name: 1 / seconds for name, seconds in steady_medians(calls, repeats).items()}
 
 
 def natural_clip(path, width, height, frames, fps=25, codec="libx264", seed=0):
@@ -176,22 +186,6 @@ def bigbuckbunny_path():
         if path.is_file():
             return path
     return None
-
-
-def steady_medians(methods, repeats):
-    """{name: median seconds} of `repeats` calls of each method, timed in turn within every repeat (a machine that
-    slows down for a while slows every method alike), after one untimed call of each: the steady state of a loader
-    worker, whose allocator already holds the memory an item needs (a first call can spend a third of its time
-    faulting in fresh pages, which made earlier ratios swing between 0.55x and 0.9x)."""
-    for fn in methods.values():
-        fn()
-    times = {name: [] for name in methods}
-    for _ in range(repeats):
-        for name, fn in methods.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(column) for name, column in times.items()}
 
 
 def decode_only(path):
