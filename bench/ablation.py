@@ -7,7 +7,7 @@ checkpoint is scored by eval.py on the validation split. Prints a markdown table
 top-1, the time-reversed and fine-object pairs of the embedded default (sitting down / standing up, waving arms /
 waving a flag; other datasets have none), mean +- std over seeds, and seconds of training per run.
 
-    python bench/ablation.py                       # the embedded default, 3 seeds (about 90 minutes on 2 cores)
+    python bench/ablation.py                       # the embedded default, 3 seeds (about 70 minutes on 2 cores)
     python bench/ablation.py --quick               # 1 seed, 3 epochs: checks that every configuration runs
     python bench/ablation.py --data k400 --data-root data/k400 --clip ViT-B/16 --seeds 0 1 2
 
