@@ -19,6 +19,7 @@ Targets on the 1080p clip: RSS growth <= 60 MiB (train item), <= 160 MiB (4x3 te
     python bench/data_speed.py [--repeats 7] [--part seeking|size|both]
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -130,47 +131,51 @@ def dataset(path, train):
                              views=(1, 1) if train else (4, 3))
 
 
+@contextlib.contextmanager
+def video_settings(**values):
+    """video.py's module settings changed inside the block, restored after it (the `before` and no-skip columns)."""
+    saved = {name: getattr(video, name) for name in values}
+    for name, value in values.items():
+        setattr(video, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(video, name, value)
+
+
 def full_size_decoding():
     """Before decoding at size: frames at full size, the float transform resizes them, every frame decoded
     (`before` rows)."""
-    rgb, skip = video._rgb, video.SKIP_UNWANTED
-    video._rgb, video.SKIP_UNWANTED = (lambda frame, short_side=None: rgb(frame)), False
-    return rgb, skip
+    rgb = video._rgb
+    return video_settings(_rgb=lambda frame, short_side=None: rgb(frame), SKIP_UNWANTED=False)
 
 
 def at_full_size(fn):
-    rgb, skip = full_size_decoding()
-    try:
+    with full_size_decoding():
         return fn()
-    finally:
-        video._rgb, video.SKIP_UNWANTED = rgb, skip
 
 
 def without_skipping(fn):
     """Ours with every frame decoded (video.SKIP_UNWANTED off): what dropping unsampled B-frames gains."""
     def read(*args):
-        skip, video.SKIP_UNWANTED = video.SKIP_UNWANTED, False
-        try:
+        with video_settings(SKIP_UNWANTED=False):
             return fn(*args)
-        finally:
-            video.SKIP_UNWANTED = skip
     return read
 
 
 def one_item_in_a_fresh_process(path, train, before):
     """Run in a child: VmHWM is reset just before the item, so its growth over VmRSS is the item's own."""
-    if before:
-        full_size_decoding()
-    items = dataset(path, train)
-
     def status(key):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(key):
                 return int(line.split()[1]) / 1024   # MiB
-    Path("/proc/self/clear_refs").write_text("5")   # reset the peak to the current RSS
-    start = status("VmRSS:")
-    items[0]
-    print(json.dumps({"rss_growth_mib": status("VmHWM:") - start}))
+    with full_size_decoding() if before else contextlib.nullcontext():
+        items = dataset(path, train)
+        Path("/proc/self/clear_refs").write_text("5")   # reset the peak to the current RSS
+        start = status("VmRSS:")
+        items[0]
+        print(json.dumps({"rss_growth_mib": status("VmHWM:") - start}))
 
 
 def rss_growth(path, train, before):
