@@ -100,17 +100,6 @@ def parse_args(argv=None):
     return args
 
 
-def parse_views(text):
-    """'4x3' -> (4, 3): temporal x spatial test views."""
-    try:
-        temporal, spatial = (int(n) for n in text.lower().split("x"))
-    except ValueError:
-        fail(f"--views {text!r}: expected TxS, e.g. 4x3")
-    if temporal < 1 or spatial not in (1, 3):
-        fail(f"--views {text!r}: temporal views >= 1 and 1 or 3 spatial crops")
-    return temporal, spatial
-
-
 def target_units(args, class_names):
     """SU bank of a zero-shot label set: extracted from its class names (and --descriptions)."""
     descriptions = None
@@ -274,7 +263,7 @@ def run_protocol(args, device):
         frames=args.frames, size=args.size, seed=trained.seed, shots=None, split=1)
     if data_args.data != "synthetic" and not Path(data_args.data_root).is_dir():
         fail(f"--data-root {data_args.data_root}: no such folder")
-    views = parse_views(args.views or DATASET_DEFAULTS[data_args.data]["views"])
+    views = runtime.parse_views(args.views or DATASET_DEFAULTS[data_args.data]["views"])
     view_text = f"{views[0]}x{views[1]}"
     if name == "k600":
         return k600_protocol(model, args, data_args, views, device, ckpt)

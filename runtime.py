@@ -44,15 +44,18 @@ TEST_SPLIT_IS_VAL = ("ucf101", "hmdb51")   # their "val" split is the official t
 
 # A flag left unset takes its value from here. "list" files are usually Kinetics-like, so they share its column.
 # eval_every 0 for UCF-101 / HMDB-51: their "val" split is the test split, so it is looked at once, at the end.
+# views: eval.py's test views; test_views: train.py's multi-view test after the last epoch (none: eval.py does it,
+# as a 4x3 pass over Kinetics' 20k val videos is a job of its own).
 _KINETICS = dict(clip="ViT-B/16", frames=8, size=224, lr=8e-6, new_module_lr_mult=10.0, epochs=30, warmup_epochs=5,
-                 batch_size=256, per_gpu_batch=8, eval_every=1, views="4x3")
+                 batch_size=256, per_gpu_batch=8, eval_every=1, views="4x3", test_views="none")
 _FEW_SHOT = dict(clip="ViT-B/16", frames=32, size=224, lr=2e-6, new_module_lr_mult=10.0, epochs=50, warmup_epochs=5,
-                 batch_size=64, per_gpu_batch=4, eval_every=0, views="1x1")
+                 batch_size=64, per_gpu_batch=4, eval_every=0, views="1x1", test_views="none")
 DATASET_DEFAULTS = {
     "k400": _KINETICS, "list": _KINETICS, "ucf101": _FEW_SHOT, "hmdb51": _FEW_SHOT,
-    # the tiny CLIP starts from random weights: its "new" modules are no newer than the rest, so one lr for all
+    # the tiny CLIP starts from random weights: its "new" modules are no newer than the rest, so one lr for all;
+    # 4 temporal views of 8 frames cover each frame of a 32-frame clip once (data.sample_indices)
     "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, new_module_lr_mult=1.0, epochs=30, warmup_epochs=1,
-                      batch_size=16, per_gpu_batch=16, eval_every=1, views="1x1"),
+                      batch_size=16, per_gpu_batch=16, eval_every=1, views="4x1", test_views="4x1"),
 }
 
 
@@ -422,6 +425,17 @@ def _collate_readable(batch):
 
 
 @torch.no_grad()
+def parse_views(text, flag="--views"):
+    """'4x3' -> (4, 3): temporal x spatial test views (1 or 3 spatial crops); a bad value ends in one line."""
+    try:
+        temporal, spatial = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        fail(f"{flag} {text!r}: expected TxS, e.g. 4x3")
+    if temporal < 1 or spatial not in (1, 3):
+        fail(f"{flag} {text!r}: temporal views >= 1 and 1 or 3 spatial crops")
+    return temporal, spatial
+
+
 def predictions(model, dataset, device, amp, batch_size, workers=0, progress=False, strict=False):
     """Class probabilities of every readable sample, gathered over ranks: a Predictions. Items are (video, label,
     replaced) or, for an unreadable video the dataset leaves out, {"path", "reason"}: such a sample is not scored

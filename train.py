@@ -4,7 +4,8 @@ In:  a dataset (`--data`, layouts in DESIGN.md) and CLIP weights (`--clip`); the
      uint8 videos, normalised on the device (runtime.model_input), and (B,) class indices. `python train.py`
      alone is the embedded default (synthetic data, tiny CLIP, CPU).
 Out: in `--out`: args.json (the options), log.jsonl (one JSON object per epoch: epoch, lr, train_loss, val_top1,
-     ...), last.pt (the whole state of the run, keys in save_run) and best.pt (what evaluation needs, save_best).
+     ...), last.pt (the whole state of the run, keys in save_run), best.pt (what evaluation needs, save_best) and,
+     with --test-views (the synthetic default), test.json: the val split scored with multi-view tests at the end.
 
 One code path serves one CPU process, `--gpus N` processes spawned here and `torchrun` (runtime.launch); the
 global `--batch-size` makes the optimisation independent of how many ran it. Resume is exact: an epoch's samples
@@ -40,7 +41,8 @@ from mra import parse_grids
 from runtime import DATASET_DEFAULTS, DATASETS, defaults_help, fail, one_line_errors, rank_and_world
 
 # What a resumed run's command line may change (where files are, how this session runs), unless --allow-changes
-RESUME_SAFE = ("epochs", "workers", "no_progress", "save_every", "save_minutes", "data_root", "clip", "cache_dir")
+RESUME_SAFE = ("epochs", "workers", "no_progress", "save_every", "save_minutes", "data_root", "clip", "cache_dir",
+               "test_views")
 RESUME_PLACEMENT = ("gpus", "device", "amp", "per_gpu_batch")   # allowed; the run goes on, not bit-exact
 SESSION = ("resume", "allow_changes", "overwrite", "stop_after", "new_changes")   # not options of the run
 MAX_SKIPPED_IN_A_ROW = 10   # optimiser steps with a non-finite loss in a row before the run is stopped
@@ -109,6 +111,8 @@ def build_parser():
     g.add_argument("--save-minutes", type=float, default=30.0, help="minutes of training between checkpoints (0: off)")
     g.add_argument("--eval-every", type=int, help=per_dataset("eval_every", "val scores every N epochs and after the "
                    "last (0: after the last only; UCF-101 / HMDB-51's val is their test split, never a selection)"))
+    g.add_argument("--test-views", help=per_dataset("test_views", "after the last epoch, also score the val split "
+                   "with TxS temporal x spatial test views, as eval.py scores last.pt, into test.json (none: skip)"))
     g.add_argument("--stop-after", type=int, help="end this session after epoch N (the schedule still spans "
                    "--epochs; continue with --resume) (default: run to --epochs)")
     g.add_argument("--no-progress", action="store_true", help="no tqdm bars")
@@ -145,6 +149,7 @@ def resumed_options(args, given):
     if "optimizer" not in ckpt:
         fail(f"--resume {path}: holds no optimiser state (best.pt is for evaluation); resume from last.pt")
     options = dict(ckpt["args"], out=str(path.parent))   # the run's folder is where its checkpoint is now
+    options.setdefault("test_views", "none")   # runs from before --test-views existed
     if "out" in given and Path(args.out).resolve() != path.parent.resolve():
         fail(f"--out {args.out}: a resumed run writes into its checkpoint's folder {path.parent}")
     changes = []
@@ -186,6 +191,8 @@ def check_options(args):
              "at most 1")
     with one_line_errors():
         parse_grids(args.mra_grids)
+    if args.test_views != "none":
+        runtime.parse_views(args.test_views, "--test-views")
     runtime.resolve_device(args)
     runtime.resolve_amp(args)
     processes = int(os.environ.get("WORLD_SIZE", args.gpus))
@@ -370,6 +377,21 @@ def run_epoch(run, epoch, start_step, sums, device, changes):
     return record
 
 
+def final_test(run, device):
+    """The val split scored with --test-views views after the last epoch, as eval.py scores last.pt (the same
+    dataset, weights and view averaging): eval.py's result fields, with per_class."""
+    args = run.args
+    with one_line_errors():
+        test_set = data.build_dataset(args.data, args.data_root, "val", num_frames=args.frames, size=args.size,
+                                      views=runtime.parse_views(args.test_views), seed=args.seed,
+                                      fold=1 if args.shots else args.split)
+    scores = runtime.predictions(run.model, test_set, device, args.amp, args.per_gpu_batch, args.workers,
+                                 progress=run.show_progress, strict=args.strict)
+    return dict(data=args.data, views=args.test_views, classes=len(test_set.class_names),
+                videos=len(scores.labels), unreadable=scores.unreadable,
+                **runtime.accuracy(scores.probs, scores.labels, test_set.class_names))
+
+
 def setup_run(args, device):
     """The run (data, model, optimiser, schedule, scaler; restored from --resume), start epoch, step and sums."""
     rank, world_size = rank_and_world()
@@ -495,7 +517,13 @@ def train_worker(args, device):
         which = "best.pt: the best val top-1" if select else "last.pt: the last epoch (no selection on test)"
         best = f" (best {run.best_top1:.4f})" if select else ""
         print(f"val top-1 {last['val_top1']:.4f} after epoch {last['epoch']}{best}; checkpoints in {out}; evaluate "
-              f"{which}")
+              f"{which}", flush=True)
+    if last.get("epoch") == args.epochs and args.test_views != "none":
+        test = final_test(run, device)
+        if is_main:
+            runtime.write_text_atomic(out / "test.json", json.dumps(test, indent=2) + "\n")
+            print(f"test top-1 {test['top1']:.4f} with {test['views']} views over {test['videos']} val videos "
+                  f"(last.pt, as eval.py scores it; {out / 'test.json'} has each class)", flush=True)
     return run.log
 
 

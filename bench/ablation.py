@@ -11,8 +11,10 @@ waving a flag; other datasets have none), mean +- std over seeds, and seconds of
     python bench/ablation.py --quick               # 1 seed, 3 epochs: checks that every configuration runs
     python bench/ablation.py --data k400 --data-root data/k400 --clip ViT-B/16 --seeds 0 1 2
 
-Runs go to --out/<configuration>/seed<k>; a run whose scores.json and train_seconds.txt exist is reused as it is,
-whatever the options now (delete its folder, or choose another --out, to train it again).
+Runs go to --out/<configuration>/seed<k>. A run whose last.pt and train_seconds.txt exist is not trained again,
+whatever the options now (delete its folder, or choose another --out, to train it again); its scores.json is
+reused too, and written when missing (delete the scores.json files to score the same checkpoints again, say after
+a change of eval.py's views).
 """
 import argparse
 import json
@@ -45,13 +47,16 @@ def run(command, log):
 def train_and_score(name, flags, seed, args):
     out = Path(args.out).resolve() / name.split()[0].strip("()") / f"seed{seed}"
     scores, timing = out / "scores.json", out / "train_seconds.txt"
-    if not (scores.is_file() and timing.is_file()):
+    if not ((out / "last.pt").is_file() and timing.is_file()):
         out.mkdir(parents=True, exist_ok=True)
+        scores.unlink(missing_ok=True)
+        timing.unlink(missing_ok=True)   # written last: a run cut short is trained again
         command = [sys.executable, "train.py", "--data", args.data, "--out", str(out), "--overwrite",
-                   "--seed", str(seed), "--no-progress"] + flags + args.common
+                   "--seed", str(seed), "--no-progress", "--test-views", "none"] + flags + args.common
         start = time.time()
         run(command, out / "train.txt")
         timing.write_text(f"{time.time() - start:.1f}\n")
+    if not scores.is_file():
         run([sys.executable, "eval.py", "--ckpt", str(out / "last.pt"), "--json", str(scores), "--no-progress"]
             + args.eval_common, out / "eval.txt")
     result = json.loads(scores.read_text())

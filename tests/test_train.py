@@ -450,9 +450,26 @@ def test_best_checkpoint_is_small_and_eval_scores_it(workdir, reference):
     state = torch.load(best, weights_only=True)
     assert "optimizer" not in state and state["epoch"] == state["metrics"]["epoch"]
     results = evaluation.main(["--ckpt", str(best), "--workers", "0", "--no-progress", "--device", "cpu",
-                               "--cache-dir", str(workdir / "cache")])
+                               "--cache-dir", str(workdir / "cache"), "--views", "1x1"])   # the val of an epoch
     assert results["runs"][0]["top1"] == pytest.approx(state["metrics"]["val_top1"])
     assert max(r["val_top1"] for r in read_log(reference)) == state["metrics"]["val_top1"]
+
+
+def test_final_multi_view_test_is_what_eval_gives_last_checkpoint(workdir, reference):
+    """After the last epoch train.py scores the val split with --test-views (the synthetic default 4x1) into
+    test.json: the probabilities eval.py gives last.pt with those views, so every figure and class agrees."""
+    import eval as evaluation
+    test = json.loads((reference / "test.json").read_text())
+    assert test["views"] == "4x1" and test["videos"] == 4 and len(test["per_class"]) == 4
+    results = evaluation.main(["--ckpt", str(reference / "last.pt"), "--workers", "0", "--no-progress",
+                               "--device", "cpu", "--cache-dir", str(workdir / "cache")])
+    assert results["views"] == "4x1"
+    for key in ("top1", "top5", "mean_class"):
+        assert test[key] == pytest.approx(results[key], abs=1e-12), key
+    assert test["per_class"] == pytest.approx(results["per_class"], abs=1e-12)
+    single = evaluation.main(["--ckpt", str(reference / "last.pt"), "--workers", "0", "--no-progress",
+                              "--device", "cpu", "--cache-dir", str(workdir / "cache"), "--views", "1x1"])
+    assert single["top1"] == pytest.approx(read_log(reference)[-1]["val_top1"])
 
 
 def test_non_finite_loss_skips_its_step_and_a_run_of_them_stops(workdir, monkeypatch):
