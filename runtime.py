@@ -424,7 +424,6 @@ def _collate_readable(batch):
     return collated, positions, left_out
 
 
-@torch.no_grad()
 def parse_views(text, flag="--views"):
     """'4x3' -> (4, 3): temporal x spatial test views (1 or 3 spatial crops); a bad value ends in one line."""
     try:
@@ -436,6 +435,7 @@ def parse_views(text, flag="--views"):
     return temporal, spatial
 
 
+@torch.no_grad()
 def predictions(model, dataset, device, amp, batch_size, workers=0, progress=False, strict=False):
     """Class probabilities of every readable sample, gathered over ranks: a Predictions. Items are (video, label,
     replaced) or, for an unreadable video the dataset leaves out, {"path", "reason"}: such a sample is not scored

@@ -157,7 +157,11 @@ def test_multi_view_equals_mean_of_single_views(workdir, checkpoint):
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
     dataset = data.build_dataset("synthetic", workdir / "synthetic", "val", num_frames=2, size=64, views=(2, 3))
+    grad_modes = []   # scoring builds no autograd graph (it would cost memory and time)
+    hook = model.register_forward_hook(lambda module, inputs, output: grad_modes.append(torch.is_grad_enabled()))
     scores = runtime.predictions(model, dataset, torch.device("cpu"), "off", batch_size=3)
+    hook.remove()
+    assert grad_modes and not any(grad_modes) and torch.is_grad_enabled()
     probs, labels = scores.probs, scores.labels
     one_by_one = []
     with torch.no_grad():
