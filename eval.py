@@ -137,19 +137,18 @@ UNREADABLE_SHOWN = 5   # unreadable videos printed under an evaluation's line; -
 
 def evaluate(model, dataset, args, device, **info):
     """Score one test set: the metrics over the readable videos, how many they were, the unreadable ones."""
-    scores = runtime.predictions(model, dataset, device, args.amp, args.batch_size, args.workers,
-                                 progress=not args.no_progress, strict=args.strict)
-    result = dict(info, classes=len(dataset.class_names), videos=len(scores.labels), unreadable=scores.unreadable,
-                  **runtime.accuracy(scores.probs, scores.labels, dataset.class_names))
+    result = dict(info, **runtime.score_test_set(model, dataset, device, args.amp, args.batch_size, args.workers,
+                                                 progress=not args.no_progress, strict=args.strict))
+    unreadable = result["unreadable"]
     if rank_and_world()[0] == 0:
         where = " ".join(f"{k} {v}" for k, v in info.items())
         print(f"{where}: top-1 {result['top1']:.4f} over {result['videos']} of {len(dataset)} videos, "
-              f"{len(scores.unreadable)} unreadable; top-5 {result['top5']:.4f}, mean-class "
+              f"{len(unreadable)} unreadable; top-5 {result['top5']:.4f}, mean-class "
               f"{result['mean_class']:.4f}", flush=True)
-        for item in scores.unreadable[:UNREADABLE_SHOWN]:
+        for item in unreadable[:UNREADABLE_SHOWN]:
             print(f"  left out: {item['path']}: {item['reason']}")
-        if len(scores.unreadable) > UNREADABLE_SHOWN:
-            print(f"  ... and {len(scores.unreadable) - UNREADABLE_SHOWN} more (--json lists them all)")
+        if len(unreadable) > UNREADABLE_SHOWN:
+            print(f"  ... and {len(unreadable) - UNREADABLE_SHOWN} more (--json lists them all)")
     return result
 
 

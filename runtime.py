@@ -496,3 +496,11 @@ def accuracy(probs, labels, class_names=None):
     if class_names is not None:
         result["per_class"] = {class_names[c]: top1 for c, top1 in per_class.items()}
     return result
+
+
+def score_test_set(model, dataset, device, amp, batch_size, workers=0, progress=False, strict=False):
+    """A test set scored (predictions, then accuracy): the result fields eval.py and train.py's final test
+    report: classes, videos (the number scored), unreadable, top1, top5, mean_class, per_class."""
+    scores = predictions(model, dataset, device, amp, batch_size, workers, progress=progress, strict=strict)
+    return dict(classes=len(dataset.class_names), videos=len(scores.labels), unreadable=scores.unreadable,
+                **accuracy(scores.probs, scores.labels, dataset.class_names))

@@ -377,19 +377,22 @@ def run_epoch(run, epoch, start_step, sums, device, changes):
     return record
 
 
+def dataset_options(args):
+    """What the run's train, val and test sets share (build_dataset keywords)."""
+    return dict(num_frames=args.frames, size=args.size, seed=args.seed, strict=args.strict,
+                fold=1 if args.shots else args.split)
+
+
 def final_test(run, device):
     """The val split scored with --test-views views after the last epoch, as eval.py scores last.pt (the same
     dataset, weights and view averaging): eval.py's result fields, with per_class."""
     args = run.args
     with one_line_errors():
-        test_set = data.build_dataset(args.data, args.data_root, "val", num_frames=args.frames, size=args.size,
-                                      views=runtime.parse_views(args.test_views), seed=args.seed,
-                                      fold=1 if args.shots else args.split)
-    scores = runtime.predictions(run.model, test_set, device, args.amp, args.per_gpu_batch, args.workers,
-                                 progress=run.show_progress, strict=args.strict)
-    return dict(data=args.data, views=args.test_views, classes=len(test_set.class_names),
-                videos=len(scores.labels), unreadable=scores.unreadable,
-                **runtime.accuracy(scores.probs, scores.labels, test_set.class_names))
+        test_set = data.build_dataset(args.data, args.data_root, "val", views=runtime.parse_views(args.test_views),
+                                      **dataset_options(args))
+    scores = runtime.score_test_set(run.model, test_set, device, args.amp, args.per_gpu_batch, args.workers,
+                                    progress=run.show_progress, strict=args.strict)
+    return dict(data=args.data, views=args.test_views, **scores)
 
 
 def setup_run(args, device):
@@ -400,8 +403,7 @@ def setup_run(args, device):
     random.seed(args.seed)
     np.random.seed(args.seed)
     with runtime.rank_zero_first(), one_line_errors():  # per machine: synthetic data, CLIP download, text cache
-        options = dict(num_frames=args.frames, size=args.size, seed=args.seed, strict=args.strict,
-                       fold=1 if args.shots else args.split)
+        options = dataset_options(args)
         train_set = data.build_dataset(args.data, args.data_root, "train", train=True, shots=args.shots, **options)
         val_set = data.build_dataset(args.data, args.data_root, "val", train=False, **options)
         if rank == 0:
