@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import pretrain
 from clip_vit import build_clip, encode_texts, load_clip, tiny_clip
 from decoder import QUERIES, CrossModalDecoder, LearnedQueries, SUSelection
 from mra import MultiRegionViT, parse_grids
@@ -159,7 +160,8 @@ class ASU(nn.Module):
 def build_model(options, class_names, clip=None, semantic_units=None, device=None):
     """ASU from the options of train.py (an argparse Namespace, or the dict a checkpoint saves), on `device`
     (default: the CPU), where it also encodes the class-name and SU texts. clip: an already
-    built CLIP (a checkpoint's), default the one `options.clip` names ('tiny': random init); semantic_units: a
+    built CLIP (a checkpoint's), default the one `options.clip` names ('tiny': random init; 'tiny-pretrained': the
+    miniature CLIP of pretrain.py, pretrained into its cache on first use); semantic_units: a
     SemanticUnits bank, default extracted from class_names (and `options.descriptions`); `options.no_progress`
     (absent: True) silences the bars of a large label set's text encoding. Bad options raise ValueError / OSError
     with a message naming the flag."""
@@ -167,6 +169,8 @@ def build_model(options, class_names, clip=None, semantic_units=None, device=Non
     if clip is None:
         if options.clip == "tiny":
             clip = tiny_clip(seed=options.seed)
+        elif options.clip == "tiny-pretrained":
+            clip = load_clip(pretrain.ensure_pretrained(progress=not getattr(options, "no_progress", True)))
         else:
             try:
                 clip = load_clip(options.clip)

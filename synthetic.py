@@ -29,24 +29,51 @@ import numpy as np
 # Each scene holds two or three of the default classes and one motion (bouncing a ball) happens in two scenes, so
 # neither the scene alone nor the motion alone names the class.
 
-CLASSES = (   # (class name, motion, scene); the first `num_classes` are used (default 10)
-    ("walking in the park", "walk", "park"),
-    ("sitting down on a chair in the room", "sit_down", "room"),
-    ("waving arms on the beach", "wave", "beach"),
-    ("kicking a ball with one leg in the park", "kick", "park"),
-    ("throwing a ball on the beach", "throw", "beach"),
-    ("jumping with both legs in the street", "jump", "street"),
-    ("bouncing a ball in the room", "bounce", "room"),
-    ("bouncing a ball in the street", "bounce", "street"),
+MOTIONS = {   # motion key -> the phrase an action name uses; every motion can be rendered in every scene
+    "walk": "walking", "sit_down": "sitting down on a chair", "stand_up": "standing up from a chair",
+    "wave": "waving arms", "wave_flag": "waving a flag", "kick": "kicking a ball with one leg",
+    "throw": "throwing a ball", "jump": "jumping with both legs", "bounce": "bouncing a ball",
+}
+SCENES = {"park": "in the park", "beach": "on the beach", "room": "in the room", "street": "in the street"}
+
+
+def class_name(motion, scene):
+    """The action name of a motion in a scene: "kicking a ball with one leg" + "on the beach"."""
+    return f"{MOTIONS[motion]} {SCENES[scene]}"
+
+
+DEFAULT_PAIRS = (   # (motion, scene) of the classes; the first `num_classes` are used (default 10)
+    ("walk", "park"), ("sit_down", "room"), ("wave", "beach"), ("kick", "park"), ("throw", "beach"),
+    ("jump", "street"), ("bounce", "room"), ("bounce", "street"),
     # standing up is sitting down played backwards: only frame order tells them apart (mean pooling cannot)
-    ("standing up from a chair in the room", "stand_up", "room"),
+    ("stand_up", "room"),
     # waving a flag is waving arms with a small flag in the front hand: only that object tells them apart
-    ("waving a flag on the beach", "wave_flag", "beach"),
+    ("wave_flag", "beach"),
     # beyond the default 10
-    ("waving arms in the street", "wave", "street"),
-    ("kicking a ball with one leg on the beach", "kick", "beach"),
-    ("jumping with both legs in the park", "jump", "park"),
+    ("wave", "street"), ("kick", "beach"), ("jump", "park"),
 )
+CLASSES = tuple((class_name(motion, scene), motion, scene) for motion, scene in DEFAULT_PAIRS)   # (name, motion, scene)
+
+# What one frame shows, for the captions of the miniature CLIP's pretraining (pretrain.py). The names of the four SU
+# kinds: body parts and their state (POSES), objects (ball, flag, chair) and where they are, scenes, and colours.
+POSES = {   # pose key -> phrasings (the first is the one zero-shot tests use); _pose says which frame shows which
+    "standing": ("standing with arms down", "standing straight", "standing still"),
+    "arms_up": ("with both arms up", "raising both arms", "waving both arms over the head"),
+    "arm_up": ("with one arm raised over the head", "raising one arm high", "throwing with one arm up"),
+    "arm_forward": ("with one arm reaching forward", "holding one arm out in front", "reaching down with one hand"),
+    "leg_up": ("with one leg raised", "raising one leg", "kicking with one leg up"),
+    "stride": ("with legs apart", "stepping with legs apart", "in a long stride"),
+    "crouch": ("with knees bent", "crouching with bent knees", "bending both knees"),
+    "air": ("in the air", "jumping off the ground", "with both feet off the ground"),
+    "sitting": ("sitting", "sitting on a seat", "seated with bent legs"),
+}
+FIGURE_COLOURS = {"black": (25, 25, 25), "red": (190, 30, 30), "blue": (30, 40, 170), "white": (245, 245, 245)}
+BALL_COLOURS = {"orange": (230, 60, 20), "yellow": (250, 220, 30), "white": (240, 240, 240)}
+FLAG_COLOURS = {"green": (40, 200, 60), "pink": (240, 40, 200), "orange": (250, 150, 0)}
+BALL_PLACES = {"hand": ("in the hand", "held in the hand"), "air": ("in the air", "flying through the air"),
+               "ground": ("on the ground", "lying on the ground")}
+SCENE_WORDS = {"park": ("the park", "a park with grass and a tree"), "beach": ("the beach", "a beach by the sea"),
+               "room": ("the room", "a room with a window"), "street": ("the street", "a street with buildings")}
 CROP_SCALE = (0.7, 1.0)   # our choice: a crop of 40% of the area could cut the figure out
 # our choice: no colour jitter, as the renderer already draws each clip in its own colours and noise; on this set
 # jitter and grayscale would double the time it takes to load a training clip
@@ -136,12 +163,15 @@ def _smooth(u):
 
 
 def _pose(motion, u, p):
-    """Figure pose at clip time u in [0, 1]: (hip x, hip y, lean, arms, legs, ball or None).
+    """Figure pose at clip time u in [0, 1]: (hip x, hip y, lean, arms, legs, ball or None, pose key or None).
     Angles in radians from straight down, positive = towards where the figure faces; arms and legs are
-    ((upper, lower), (upper, lower)), absolute angles. Sizes come from p (per-clip parameters)."""
+    ((upper, lower), (upper, lower)), absolute angles. Sizes come from p (per-clip parameters). The pose key (one
+    of POSES) names what one frame shows of the body; None while it is between two such states (a caption then
+    says nothing of the pose, rather than something half true)."""
     thigh, shin, ground, x = p["thigh"], p["shin"], p["ground"], p["x"]
     stand = ground - thigh - shin
     arms, legs, lean, ball = ((0.15, 0.3), (-0.15, 0.1)), ((0.12, 0.05), (-0.12, -0.15)), 0.05, None
+    pose = "standing"
     if motion == "walk":
         phase = 2 * math.pi * p["cycles"] * u + p["phase"]
         swing = 0.55 * math.sin(phase)
@@ -149,6 +179,7 @@ def _pose(motion, u, p):
         arms = ((-0.8 * swing, -0.8 * swing + 0.35), (0.8 * swing, 0.8 * swing + 0.35))
         x, lean = x + p["facing"] * p["travel"] * (u - 0.5), 0.22
         stand += 1.5 * abs(math.sin(phase))
+        pose = "stride" if abs(swing) > 0.3 else None
     elif motion in ("sit_down", "stand_up"):
         s = _smooth((u - p["onset"]) / p["duration"])
         s = s if motion == "sit_down" else 1 - s     # standing up is sitting down with time reversed
@@ -159,9 +190,11 @@ def _pose(motion, u, p):
         lean = 0.05 + 0.6 * math.sin(math.pi * s)
         reach = math.sin(math.pi * s)              # arms go forward for balance, then rest on the knees
         arms = ((0.3 + 0.7 * reach, 0.8 + 0.6 * s), (0.2 + 0.6 * reach, 0.7 + 0.6 * s))
+        pose = "standing" if s < 0.03 else "sitting" if s > 0.92 else "crouch" if 0.35 < s < 0.65 else None
     elif motion in ("wave", "wave_flag"):
         swing = 0.7 * math.sin(2 * math.pi * p["cycles"] * u + p["phase"])
         arms = ((2.6, 2.6 + swing), (-2.6, -2.6 + swing))
+        pose = "arms_up"
     elif motion == "kick":
         t = (u - p["onset"]) / 0.3                   # back swing, kick, return
         if 0 < t < 0.4:
@@ -171,6 +204,7 @@ def _pose(motion, u, p):
         else:
             angle = 0.0
         legs = ((angle, angle - 0.4 * (angle < 0)), (-0.12, -0.12))
+        pose = "leg_up" if angle > 0.8 else "standing" if not 0 < t < 1 else None
         arms = ((-0.5 * angle, -0.5 * angle + 0.3), (0.4 * angle, 0.4 * angle + 0.3))
         contact = p["onset"] + 0.3 * 0.55
         start = x + p["facing"] * (thigh * 0.25 + shin * 0.5 + p["ball"])
@@ -186,6 +220,7 @@ def _pose(motion, u, p):
             angle = 1.9 - 1.2 * _smooth((t - 0.8) / 0.2)
         arms = ((angle, angle + 0.2), (0.6, 0.9))
         legs = ((0.3, 0.25), (-0.3, -0.3))
+        pose = "arm_up" if angle < -1.4 else "stride" if t < 0 else None   # legs apart from the start
         release = p["onset"] + 0.35 * 0.72
         if u < release:
             neck_y = stand - p["torso"]
@@ -202,17 +237,22 @@ def _pose(motion, u, p):
         stand += thigh * (1 - math.cos(0.9 * crouch)) - p["hop"] * height
         # arms swing forward, never overhead: a jump must not look like "waving arms" frozen mid-air
         arms = ((0.3 + 1.1 * height, 0.5 + 1.1 * height), (0.1 + 1.1 * height, 0.3 + 1.1 * height))
+        pose = "air" if height > 0.5 else "crouch" if crouch > 0.6 else None
     elif motion == "bounce":
         height = abs(math.cos(math.pi * p["cycles"] * u + p["phase"]))
         hand_y = stand - p["torso"] + p["upper"] + p["lower"] * 0.5 + 6 * (1 - height)
         hand_x = x + p["facing"] * (p["upper"] * 0.6 + p["lower"] * 0.6)
         arms = ((0.7, 1.2 - 0.5 * (1 - height)), (-0.1, 0.2))
         ball = (hand_x + p["facing"] * 2, hand_y + p["ball"] + (ground - 2 * p["ball"] - hand_y) * (1 - height))
-    return x, stand, lean, arms, legs, ball
+        pose = "arm_forward"
+    return x, stand, lean, arms, legs, ball, pose
 
 
-def _render_clip(motion, scene, num_frames, size, rng):
-    """One clip: (num_frames, size, size, 3) uint8."""
+def _render_clip(motion, scene, num_frames, size, rng, records=None, balanced=False):
+    """One clip: (num_frames, size, size, 3) uint8. With a list `records`, one attribute record per frame is
+    appended to it (see frame_record); recording draws nothing from `rng`, so the frames are the same either way.
+    balanced=True: the frames are num_frames instants of the clip drawn so that each pose it passes through is as
+    likely as any other (a kick's raised leg lasts a tenth of the clip; pretraining needs it as often as standing)."""
     background, ground = _scene(scene, size, rng)
     # our choice: a figure about two thirds of the frame tall with thick limbs, so that a tiny ViT trained from
     # scratch with 16-pixel patches can see its pose within the embedded default's few minutes
@@ -230,10 +270,13 @@ def _render_clip(motion, scene, num_frames, size, rng):
     if motion in ("kick", "throw"):
         p["x"] = size * (0.5 - 0.25 * facing + rng.uniform(-0.08, 0.08))   # room in front for the ball
         p["onset"] = rng.uniform(0.15, 0.35)
-    figure = _jitter([(25, 25, 25), (190, 30, 30), (30, 40, 170), (245, 245, 245)][rng.integers(4)], rng, 25)
-    ball_color = _jitter([(230, 60, 20), (250, 220, 30), (240, 240, 240)][rng.integers(3)], rng, 15)
+    colours = {}   # the colour names a caption may use
+    for thing, palette, amount in (("figure", FIGURE_COLOURS, 25), ("ball", BALL_COLOURS, 15)):
+        colours[thing] = list(palette)[rng.integers(len(palette))]
+        colours[thing + "_rgb"] = _jitter(palette[colours[thing]], rng, amount)
     radius = max(1.2, 2.8 * scale)
-    flag_color = _jitter([(40, 200, 60), (240, 40, 200), (250, 150, 0)][rng.integers(3)], rng, 15)
+    colours["flag"] = list(FLAG_COLOURS)[rng.integers(len(FLAG_COLOURS))]
+    colours["flag_rgb"] = _jitter(FLAG_COLOURS[colours["flag"]], rng, 15)
     noise = rng.standard_normal((2, size + 16, size + 16, 3)).astype(np.float32) * rng.uniform(2, 6)
     if motion in ("sit_down", "stand_up"):   # the chair stands where the hips end up
         seat_x, seat_y = p["x"] - facing * p["thigh"], ground - p["shin"] + radius
@@ -243,9 +286,15 @@ def _render_clip(motion, scene, num_frames, size, rng):
                                     (seat_x - half * 0.8, seat_y, seat_x - half * 0.8, ground, radius * 0.8),
                                     (seat_x + half * 0.8, seat_y, seat_x + half * 0.8, ground, radius * 0.8)],
                        _jitter((60, 60, 70), rng, 20))
+    times = [i / max(1, num_frames - 1) for i in range(num_frames)]
+    if balanced:
+        grid = np.linspace(0, 1, 97)
+        poses = [_pose(motion, u, p)[-1] for u in grid]
+        weights = np.array([1 / poses.count(pose) for pose in poses])
+        times = np.sort(rng.choice(grid, num_frames, p=weights / weights.sum()))
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     for i in range(num_frames):
-        x, hip_y, lean, arms, legs, ball = _pose(motion, i / (num_frames - 1), p)
+        x, hip_y, lean, arms, legs, ball, pose = _pose(motion, times[i], p)
         hand = None   # where the front arm ends
         neck = (x + facing * p["torso"] * math.sin(lean), hip_y - p["torso"] * math.cos(lean))
         head = (neck[0] + facing * (p["head"] + 1) * math.sin(lean), neck[1] - (p["head"] + 1) * math.cos(lean))
@@ -260,7 +309,7 @@ def _render_clip(motion, scene, num_frames, size, rng):
             segments += [(*start, *joint, radius), (*joint, *end, radius)]
             hand = end if start is neck and hand is None else hand
         image = background.copy()
-        _draw_segments(image, segments, figure)
+        _draw_segments(image, segments, colours["figure_rgb"])
         if motion == "wave_flag":   # a short stick on from the front hand, a flag of about 14 x 9 pixels at its top
             stick = 0.8 * p["lower"]
             top = (hand[0] + facing * stick * math.sin(arms[0][1]), hand[1] + stick * math.cos(arms[0][1]))
@@ -269,13 +318,127 @@ def _render_clip(motion, scene, num_frames, size, rng):
             # rows one pixel apart, so the flag is one solid patch (four rows 3 px apart, our first flag, left
             # stripes of background between them that the tiny ViT hardly told from bare arms: 0.5-0.75 per class)
             _draw_segments(image, [(top[0], top[1] + k, top[0] + facing * width, top[1] + k, 1.0)
-                                   for k in np.arange(0, height + 0.5, 1.0)], flag_color)
+                                   for k in np.arange(0, height + 0.5, 1.0)], colours["flag_rgb"])
         if ball is not None:
-            _draw_segments(image, [(*ball, *ball, p["ball"])], ball_color)
+            _draw_segments(image, [(*ball, *ball, p["ball"])], colours["ball_rgb"])
         k, dy, dx = rng.integers(2), rng.integers(16), rng.integers(16)
         image += noise[k, dy:dy + size, dx:dx + size]
         frames[i] = np.clip(image, 0, 255)
+        if records is not None:
+            box = np.asarray(segments)   # the figure's extent: (x0, y0, x1, y1, radius) rows
+            xs, ys, radii = box[:, [0, 2]], box[:, [1, 3]], box[:, 4:]
+            box = (float((xs - radii).min()), float((ys - radii).min()), float((xs + radii).max()),
+                   float((ys + radii).max()))
+            records.append(dict(frame_record(motion, scene, pose, ball, hand, p, colours), box=box))
     return frames
+
+
+def _ball_place(ball, hand, p):
+    """Where the ball is: "hand" (touching the front hand), "ground", "air", or None in between."""
+    gap = p["ground"] - (ball[1] + p["ball"])                 # pixels between the ball and the ground line
+    reach = math.hypot(ball[0] - hand[0], ball[1] - hand[1])  # centre to the front hand's end
+    if reach <= 1.3 * p["ball"]:
+        return "hand"
+    if gap < 1:
+        return "ground"
+    if gap > 0.5 * p["ball"] and reach > 2 * p["ball"]:
+        return "air"
+    return None
+
+
+def frame_record(motion, scene, pose, ball, hand, p, colours):
+    """What one frame shows, in the words of the four SU kinds (captions() turns it into sentences)."""
+    return dict(motion=motion, scene=scene, pose=pose, facing="right" if p["facing"] > 0 else "left",
+                figure=colours["figure"],
+                ball=None if ball is None else colours["ball"], ball_at=None if ball is None else _ball_place(ball, hand, p),
+                flag=colours["flag"] if motion == "wave_flag" else None, chair=motion in ("sit_down", "stand_up"))
+
+
+def frame_facts(record):
+    """What a caption may say of a frame, as (kind, value) pairs, and the kinds it leaves open (a pose between two
+    states, a ball between two places): a caption that states one of those is neither true nor false of the frame."""
+    facts = {("scene", record["scene"]), ("figure", record["figure"]), ("facing", record["facing"])}
+    if record["pose"]:
+        facts.add(("pose", record["pose"]))
+    for thing in ("ball", "flag"):
+        if record[thing]:
+            facts |= {("object", thing), (thing, record[thing])}
+    if record["ball_at"]:
+        facts.add(("ball_at", record["ball_at"]))
+    if record["chair"]:
+        facts.add(("object", "chair"))
+    unknown = {"pose"} if record["pose"] is None else set()
+    if record["ball"] and record["ball_at"] is None:
+        unknown.add("ball_at")
+    return frozenset(facts), frozenset(unknown)
+
+
+def caption(record, rng, full=False):
+    """One sentence about a frame and the facts it states: (text, frozenset of (kind, value)). By default a random
+    part of what the frame shows in random phrasings, as alt-texts on the web are partial; full=True says all."""
+    def say(probability):
+        return full or rng.random() < probability
+
+    def pick(options):
+        return options[rng.integers(len(options))]
+
+    stated, person, things = set(), [], []
+    subject = pick(("a person", "a stick figure", "someone", "a figure"))
+    if say(0.3):
+        subject = pick((f"a {record['figure']} stick figure", f"a {record['figure']} figure",
+                        f"a person in {record['figure']}"))
+        stated.add(("figure", record["figure"]))
+    if record["pose"] and say(0.7):
+        person.append(pick(POSES[record["pose"]]))
+        stated.add(("pose", record["pose"]))
+    if say(0.15):
+        person.append(f"facing {record['facing']}")
+        stated.add(("facing", record["facing"]))
+    if record["ball"] and say(0.6):
+        colour = f"{record['ball']} " if say(0.3) else ""
+        place = f" {pick(BALL_PLACES[record['ball_at']])}" if record["ball_at"] and say(0.5) else ""
+        things.append(f"a {colour}ball{place}")
+        stated |= {("object", "ball")} | ({("ball", record["ball"])} if colour else set()) | (
+            {("ball_at", record["ball_at"])} if place else set())
+    if record["flag"] and say(0.6):
+        colour = f"{record['flag']} " if say(0.3) else ""
+        things.append(f"a {colour}flag")
+        stated |= {("object", "flag")} | ({("flag", record["flag"])} if colour else set())
+    if record["chair"] and say(0.6):
+        things.append("a chair")
+        stated.add(("object", "chair"))
+    scene = ""
+    if say(0.5) or not stated:
+        scene = SCENES[record["scene"]] if say(0.5) else "at " + pick(SCENE_WORDS[record["scene"]])
+        stated.add(("scene", record["scene"]))
+    if stated & {("figure", record["figure"])} or person or not things:
+        text = " ".join([subject] + person) + (" with " + " and ".join(things) if things else "")
+    else:   # objects, no person: "a yellow ball in the air on the beach"
+        text = " and ".join(things)
+    if scene and text == subject and not full and rng.random() < 0.5:
+        text, scene = pick(SCENE_WORDS[record["scene"]]), ""   # the place alone: "a beach by the sea"
+    text = ("a photo of " if say(0.5) else "") + text + (" " + scene if scene else "")
+    return text + ".", frozenset(stated)
+
+
+def captions(record, count=3, seed=0):
+    """`count` sentences that each say everything one frame shows (frame_record), in different phrasings."""
+    rng = np.random.default_rng(seed)
+    return [caption(record, rng, full=True)[0] for _ in range(count)]
+
+
+def render_clip(motion, scene, num_frames=32, size=128, seed=0, balanced=False):
+    """Any motion in any scene: frames (num_frames, size, size, 3) uint8 and one attribute record per frame
+    (frame_record: motion, scene, pose, facing, figure, ball, ball_at, flag, chair; and box, the figure's extent
+    (x0, y0, x1, y1) in pixels). Deterministic from `seed`."""
+    if motion not in MOTIONS or scene not in SCENES:
+        raise ValueError(f"render_clip({motion!r}, {scene!r}): motions are {', '.join(MOTIONS)}; scenes "
+                         f"{', '.join(SCENES)}")
+    if num_frames < 1:
+        raise ValueError(f"render_clip: num_frames {num_frames}, at least 1")
+    records = []
+    frames = _render_clip(motion, scene, num_frames, size, np.random.default_rng(seed), records, balanced)
+    return frames, records
 
 
 def rgb_to_yuv420p(image):

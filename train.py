@@ -46,6 +46,7 @@ RESUME_SAFE = ("epochs", "workers", "no_progress", "save_every", "save_minutes",
 RESUME_PLACEMENT = ("gpus", "device", "amp", "per_gpu_batch")   # allowed; the run goes on, not bit-exact
 SESSION = ("resume", "allow_changes", "overwrite", "stop_after", "new_changes")   # not options of the run
 MAX_SKIPPED_IN_A_ROW = 10   # optimiser steps with a non-finite loss in a row before the run is stopped
+TINY_CLIPS = ("tiny-pretrained", "tiny")   # the miniature CLIP of pretrain.py, and its architecture at random
 
 
 def build_parser():
@@ -64,7 +65,9 @@ def build_parser():
                                                "GPUs in use - 1, at most 16; on the CPU: cores / 4)")
     g.add_argument("--strict", action="store_true", help="stop at an unreadable video instead of replacing it")
     g = p.add_argument_group("model")
-    g.add_argument("--clip", help=per_dataset("clip", "CLIP weights: name (ViT-B/16), file, or 'tiny' (random init)"))
+    g.add_argument("--clip", help=per_dataset("clip", "CLIP weights: name (ViT-B/16), file, 'tiny-pretrained' (the "
+                   "miniature CLIP pretrained on the synthetic world by pretrain.py, built into .cache/clip on first "
+                   "use) or 'tiny' (its architecture, random init)"))
     g.add_argument("--descriptions", help="JSON of class descriptions for SU extraction (default: none)")
     g.add_argument("--mra-grids", default="2x2,3x3", help="MRA region grids, comma-separated RxC")
     g.add_argument("--mra-layers", type=int, default=2, help="last ViT blocks that carry region tokens (0: no MRA)")
@@ -206,8 +209,8 @@ def check_options(args):
         fail(f"--data-root {args.data_root}: no such folder")
     if args.descriptions and not Path(args.descriptions).is_file():
         fail(f"--descriptions {args.descriptions}: no such file")
-    if args.clip != "tiny" and args.clip not in clip_vit.MODEL_URLS and not Path(args.clip).is_file():
-        fail(f"--clip {args.clip}: no such file (or give one of {', '.join(clip_vit.MODEL_URLS)}, or 'tiny')")
+    if args.clip not in TINY_CLIPS and args.clip not in clip_vit.MODEL_URLS and not Path(args.clip).is_file():
+        fail(f"--clip {args.clip}: no such file (or give one of {', '.join(list(clip_vit.MODEL_URLS) + list(TINY_CLIPS))})")
     runtime.check_out(args.out, fresh=args.resume is None, overwrite=args.overwrite)
 
 

@@ -25,3 +25,14 @@ def busy_cpu():
     for burner in burners:
         burner.kill()
         burner.wait()
+
+
+@pytest.fixture(autouse=True)
+def no_pretraining_in_tests(monkeypatch):
+    """The tiny-pretrained CLIP takes minutes to build: a test that reaches it by a default (train.py's synthetic
+    set) fails at once, naming the fix, instead of spending the suite's time. Tests that need one make a small one."""
+    import pretrain
+
+    def refuse(*args, **kwargs):
+        pytest.fail("this test would pretrain the tiny CLIP: pass --clip tiny (random init) or a small clip.pt")
+    monkeypatch.setattr(pretrain, "ensure_pretrained", refuse)

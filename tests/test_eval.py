@@ -44,7 +44,8 @@ def small(workdir, *extra):
 def checkpoint(workdir):
     """A tiny ASU trained for one epoch on the synthetic set."""
     out = workdir / "run"
-    train.main(small(workdir, "--data", "synthetic", "--data-root", str(workdir / "synthetic"), "--epochs", "1",
+    train.main(small(workdir, "--data", "synthetic", "--data-root", str(workdir / "synthetic"), "--clip", "tiny",
+                     "--epochs", "1",
                      "--batch-size", "4", "--out", str(out)))
     return out / "last.pt"
 
@@ -65,7 +66,8 @@ def test_checkpoint_from_before_the_temporal_and_query_options_loads(workdir, ch
 def test_ablation_options_train_and_evaluate(workdir):
     """--queries learned and --temporal none go through train.py into the checkpoint, and eval.py rebuilds them."""
     out = workdir / "learned"
-    train.main(small(workdir, "--data", "synthetic", "--data-root", str(workdir / "synthetic"), "--epochs", "1",
+    train.main(small(workdir, "--data", "synthetic", "--data-root", str(workdir / "synthetic"), "--clip", "tiny",
+                     "--epochs", "1",
                      "--batch-size", "4", "--queries", "learned", "--temporal", "none", "--out", str(out)))
     ckpt = load_checkpoint(out / "last.pt")
     model = model_from_checkpoint(ckpt, out / "last.pt", str(workdir / "cache"))

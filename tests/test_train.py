@@ -22,8 +22,8 @@ EPOCHS = 4
 
 
 def tiny_args(workdir, out, *extra):
-    return ["--data", "synthetic", "--data-root", str(workdir / "synthetic"), "--frames", "2", "--size", "64",
-            "--batch-size", "4", "--lr", "1e-3", "--workers", "0", "--no-progress", "--device", "cpu",
+    return ["--data", "synthetic", "--data-root", str(workdir / "synthetic"), "--clip", "tiny", "--frames", "2",
+            "--size", "64", "--batch-size", "4", "--lr", "1e-3", "--workers", "0", "--no-progress", "--device", "cpu",
             "--cache-dir", str(workdir / "cache"), "--out", str(out), *extra]
 
 
