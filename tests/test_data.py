@@ -257,6 +257,36 @@ def test_items_are_uint8_decoded_at_the_size_they_need(large_clips):
     assert asked == [data.train_short_side(64), 64] and data.train_short_side(224) == 256
 
 
+@pytest.mark.parametrize("degrees", [-90, 90, 180])
+def test_rotation_metadata_is_applied(tmp_path, degrees):
+    """A phone's portrait clip: stored landscape with a display matrix (written here by PyAV); we read it upright,
+    as a player shows it, by the seeking path and by decoding through alike."""
+    stored = np.zeros((6, 48, 80, 3), np.uint8)                                   # (T, H, W, 3), landscape
+    stored[:, :16, :16] = (250, 250, 250)                                          # a white top-left corner
+    path = tmp_path / "rotated.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.height, stream.width, stream.pix_fmt = 48, 80, "yuv420p"
+        stream.set_display_rotation(degrees)   # counterclockwise, as VideoFrame.rotation reads it back
+        for index, image in enumerate(stored):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    expected = np.rot90(stored[0], degrees // 90)                                 # where a player shows the corner
+    for short_side in (None, 24):
+        frames, _ = data.read_frames(path, lambda n: [0, n - 1], short_side)
+        assert frames.shape[1:3] == expected.shape[:2] if short_side is None else min(frames.shape[1:3]) == 24
+        assert frames.shape[1] > frames.shape[2] if degrees != 180 else frames.shape[1] < frames.shape[2]
+        corner = np.unravel_index(frames[0].mean(-1).argmax(), frames[0].shape[:2])
+        scale = frames.shape[1] / expected.shape[0]
+        assert expected[int(corner[0] / scale), int(corner[1] / scale)].mean() > 200
+    with pytest.MonkeyPatch.context() as patch:   # the decode-through path turns frames the same way
+        patch.setattr(video, "_scan", lambda container, stream: (6, [], {}, {}))
+        through, _ = data.read_frames(path, lambda n: [0, n - 1])
+    np.testing.assert_array_equal(through, data.read_frames(path, lambda n: [0, n - 1])[0])
+
+
 # --------------------------------------------------------------------------------------------------------- sampling
 
 def test_sample_indices_test_mode_are_segment_centres():
