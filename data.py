@@ -418,7 +418,8 @@ def _k400(root, split):
     if split and split not in rows:
         raise FileNotFoundError(f"{annotations / (split + '.csv')}: not found "
                                 f"(the k400 layout is: {LAYOUT_HELP['k400']})")
-    if len(rows) == 2:   # a class in one csv only: a class with no training video, or one never tested
+    if split == "train" and len(rows) == 2:   # a class in one csv only: no training video, or never validated
+        # (an evaluation may test a subset of the classes: a zero-shot test set whose train.csv only names them)
         train_classes, val_classes = ({row[0] for row in rows[part]} for part in ("train", "val"))
         for part, only in (("val", val_classes - train_classes), ("train", train_classes - val_classes)):
             if only:
