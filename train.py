@@ -497,8 +497,11 @@ def check_sets(args, train_set, val_set, trained, is_main):
     samples, epoch_indices), a training video of every class, the classes the run was `trained` on (a resumed
     run; else None), and videos that are there (check_videos)."""
     if len(train_set) < args.batch_size:
+        # the largest global batch that fits and divides into --per-gpu-batch x processes (or smaller micro-batches)
+        unit = args.per_gpu_batch * args.processes
+        fits = len(train_set) // unit * unit or len(train_set) // args.processes * args.processes
         fail(f"--batch-size {args.batch_size}: more than the {len(train_set)} training videos of {args.data_root}, "
-             f"so no optimiser step would complete; use a --batch-size of at most {len(train_set)}")
+             f"so no optimiser step would complete; use --batch-size {fits} or less")
     counts = np.bincount([label for _, label in train_set.samples], minlength=len(train_set.class_names))
     if empty := [name for name, count in zip(train_set.class_names, counts) if count == 0]:
         fail(f"--data-root {args.data_root}: {len(empty)} of {len(counts)} classes have no training video "
