@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import runtime
 import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -395,6 +396,18 @@ def test_existing_run_folder_is_refused_without_overwrite(workdir, reference):
     (copy / "last.pt").write_bytes((reference / "last.pt").read_bytes())
     log = train.main(tiny_args(workdir, copy, "--epochs", "1", "--amp", "off", "--overwrite"))
     assert len(log) == 1 and torch.load(copy / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def test_overwrite_removes_every_file_of_the_old_run(tmp_path):
+    """A folder holding any file a run writes is a run (last.pt may have been deleted to save space); --overwrite
+    removes them all, so none of the old run's can pass for the new one's, and leaves other files alone."""
+    for name in runtime.RUN_FILES[1:] + ("notes.txt",):
+        (tmp_path / name).write_text(name)
+    with pytest.raises(SystemExit, match="holds a run"):
+        runtime.check_out(tmp_path, fresh=True, overwrite=False)
+    assert (tmp_path / "best.pt").exists()
+    runtime.check_out(tmp_path, fresh=True, overwrite=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
 
 
 BAD_VALUES = ["frames 0", "frames -1", "size 0", "size 8", "size 16", "size 32", "size 50", "warmup longer",
