@@ -320,8 +320,7 @@ def load_checkpoint(path, mmap=False):
         fail(f"checkpoint {path} is a CLIP state dict, not written by train.py (train.py --clip takes it)")
     if not isinstance(state, dict) or not {"model", "args", "class_names"} <= state.keys():
         fail(f"checkpoint {path}: not written by train.py (needs the keys model, args, class_names)")
-    missing = [key for key in CHECKPOINT_OPTIONS if key not in state["args"]] if isinstance(state["args"], dict) \
-        else ["all"]
-    if missing:
+    options = state["args"] if isinstance(state["args"], dict) else {}
+    if missing := [key for key in CHECKPOINT_OPTIONS if key not in options]:
         fail(f"checkpoint {path}: its options (args) lack {', '.join(missing)}; not a checkpoint of this train.py")
     return state
