@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import synthetic
 from runtime import DATASETS, write_text_atomic
+from semantic_units import normalize_class_name
 from video import VideoReadError, read_frames  # noqa: F401 (VideoReadError: part of this module's API)
 
 log = logging.getLogger(__name__)
@@ -339,21 +340,39 @@ def _bad_line(path, lineno, line, expected):
 
 
 def _read_labels(path, layout="list"):
-    names = []
+    """The class names of a labels file; two names whose text prompts are the same ('kick_ball', 'Kick Ball') are
+    refused: the model would hold one text embedding for both."""
+    names, line_of = [], {}   # line_of: the normalised name -> its line
     for lineno, line in _lines(path, layout):
-        if line in names:
-            raise _bad_line(path, lineno, line, "each class name once")
+        prompt = normalize_class_name(line)
+        if prompt in line_of:
+            raise ValueError(f"{path}:{lineno}: {line!r} gives the same text prompt as line {line_of[prompt]} "
+                             f"({prompt!r}); expected each class once")
         names.append(line)
+        line_of[prompt] = lineno
     return names
 
 
 def _read_list(path, root, num_classes, layout="list"):
-    samples = []
+    """(video path, label) per line. A repeated line is counted once, and said so in one warning (a video listed
+    twice would count twice in every score); the same video with two labels is refused."""
+    samples, first, repeats = [], {}, []   # first: video -> (line, label)
     for lineno, line in _lines(path, layout):
         parts = line.rsplit(None, 1)   # the path may contain spaces, the label may not
         if len(parts) != 2 or not parts[1].isdigit() or int(parts[1]) >= num_classes:
             raise _bad_line(path, lineno, line, f"'relative/path label_index' with 0 <= label_index < {num_classes}")
-        samples.append((str(root / parts[0]), int(parts[1])))
+        video, label = str(root / parts[0]), int(parts[1])
+        if video in first:
+            if first[video][1] != label:
+                raise ValueError(f"{path}:{lineno}: {parts[0]} has label {label} here and {first[video][1]} on line "
+                                 f"{first[video][0]}; expected one label per video")
+            repeats.append((lineno, first[video][0]))
+            continue
+        first[video] = (lineno, label)
+        samples.append((video, label))
+    if repeats:
+        log.warning("%s: %d repeated lines left out (line %d repeats line %d); each video counts once", path,
+                    len(repeats), *repeats[0])
     return samples
 
 
@@ -399,6 +418,13 @@ def _k400(root, split):
     if split and split not in rows:
         raise FileNotFoundError(f"{annotations / (split + '.csv')}: not found "
                                 f"(the k400 layout is: {LAYOUT_HELP['k400']})")
+    if split == "train" and len(rows) == 2:   # a class in one csv only: no training video, or never validated
+        # (an evaluation may test a subset of the classes: a zero-shot test set whose train.csv only names them)
+        train_classes, val_classes = ({row[0] for row in rows[part]} for part in ("train", "val"))
+        for part, only in (("val", val_classes - train_classes), ("train", train_classes - val_classes)):
+            if only:
+                raise ValueError(f"{annotations / (part + '.csv')}: {len(only)} classes are in no row of the other "
+                                 f"csv ({', '.join(map(repr, sorted(only)[:3]))}); train and val need the same classes")
     class_names = sorted({row[0] for part in rows.values() for row in part})   # the standard 400-class order
     label_of = {name: i for i, name in enumerate(class_names)}
     return class_names, split and [(str(root / "videos" / split / f"{youtube_id}_{start:06d}_{end:06d}.mp4"),
@@ -436,6 +462,11 @@ def _hmdb51(root, split, fold):
     class_names = sorted(p.name[:-len(suffix)] for p in splits.glob(f"*{suffix}"))   # HMDB's alphabetical order
     if not class_names:
         raise FileNotFoundError(f"{splits}: no *{suffix} files (the hmdb51 layout is: {LAYOUT_HELP['hmdb51']})")
+    # a class without this split's file would silently drop out of the split's label set
+    others = {p.name.rsplit("_test_split", 1)[0] for p in splits.glob("*_test_split[123].txt")} - set(class_names)
+    if others:
+        raise FileNotFoundError(f"{splits / (sorted(others)[0] + suffix)}: not found, though the class has the files "
+                                f"of other splits ({len(others)} classes lack split {fold})")
     if not split:
         return class_names, None
     wanted, samples = "1" if split == "train" else "2", []

@@ -31,7 +31,8 @@ import torch
 import data
 import runtime
 import semantic_units
-from model import load_checkpoint, model_from_checkpoint
+from model import check_size_for_patch, load_checkpoint, model_from_checkpoint
+from mra import parse_grids
 from runtime import DATASET_DEFAULTS, DATASETS, fail, one_line_errors, rank_and_world
 
 
@@ -80,10 +81,20 @@ def build_parser():
     return p
 
 
+# The ranges of the options (runtime.check_values; with those train.py shares, runtime.COMMON_LIMITS)
+LIMITS = dict(runtime.COMMON_LIMITS, batch_size=(1, None), top_units=(1, None), shots=(1, None),
+              k600_subsets=(1, None), k600_subset_size=(1, None))
+
+
 def parse_args(argv=None):
+    """The options, each checked before any work (outputs included); one line and exit 2 for a bad one."""
     args = build_parser().parse_args(argv)
+    runtime.check_values(args, LIMITS)
     if not Path(args.ckpt).is_file():
         fail(f"--ckpt {args.ckpt}: no such file")
+    if args.json is not None:
+        runtime.check_out_file(args.json, "--json")
+    check_model_input(args, load_checkpoint(args.ckpt, mmap=True))
     for flag in ("video", "descriptions", "k600_new_classes"):
         value = getattr(args, flag)
         if value and not Path(value).is_file():
@@ -98,6 +109,20 @@ def parse_args(argv=None):
     if args.workers is None:   # shared by the processes of one machine (torchrun: LOCAL_WORLD_SIZE of them)
         args.workers = runtime.default_workers(args.device, int(os.environ.get("LOCAL_WORLD_SIZE", args.gpus)))
     return args
+
+
+def check_model_input(args, ckpt):
+    """--frames and --size that the checkpoint's model can take: frames its time embeddings hold, a size of whole
+    patches that hold its MRA grids (what train.py checks of its own options)."""
+    state, trained = ckpt["model"], ckpt["args"]
+    held = min((t.shape[0] for key, t in state.items() if key.endswith("time_embedding")), default=None)
+    if args.frames is not None and held is not None and args.frames > held:
+        fail(f"--frames {args.frames}: the model of {args.ckpt} holds at most {held} frames")
+    patch = state.get("clip.visual.conv1.weight")
+    if args.size is not None and patch is not None:
+        grids = parse_grids(trained["mra_grids"]) if trained["mra_layers"] else ()
+        with one_line_errors():
+            check_size_for_patch(args.size, patch.shape[-1], grids)
 
 
 def target_units(args, class_names):

@@ -37,6 +37,9 @@ from semantic_units import (SemanticUnit, SemanticUnits, extract_semantic_units,
                             normalize_class_name, su_text_embeddings)
 
 
+MAX_FRAMES = 64   # frames per clip the time-embedding tables of SU selection and decoder hold
+
+
 def class_prompt(class_name):
     """The text whose embedding stands for a class."""
     return f"a video of a person {normalize_class_name(class_name)}."
@@ -45,7 +48,7 @@ def class_prompt(class_name):
 class ASU(nn.Module):
     def __init__(self, clip, class_names, semantic_units=None, mra_grids=((2, 2), (3, 3)), mra_layers=2,
                  su_topk=8, decoder_layers=2, decoder_memory="all", temporal="halves", queries="units", cache_dir=None,
-                 max_frames=64, progress=False):
+                 max_frames=MAX_FRAMES, progress=False):
         """clip: a clip_vit.CLIP (its visual branch is fine-tuned, its text tower frozen);
         class_names: the label set; semantic_units: a SemanticUnits bank (None = extracted from class_names);
         mra_grids / mra_layers: MRA region scales and how many final ViT blocks carry region tokens (0 = none);
@@ -200,7 +203,11 @@ def build_model(options, class_names, clip=None, semantic_units=None, device=Non
 
 def check_input_size(size, clip, grids):
     """--size must be a whole number of CLIP's patches, and the patch grid must hold the finest MRA grid."""
-    patch = clip.visual.conv1.kernel_size[0]
+    check_size_for_patch(size, clip.visual.conv1.kernel_size[0], grids)
+
+
+def check_size_for_patch(size, patch, grids):
+    """check_input_size for a CLIP of `patch`-pixel patches (eval.py checks --size before building the model)."""
     if size % patch:
         raise ValueError(f"--size {size}: not a multiple of the CLIP's {patch}-pixel patches (e.g. {patch * 14})")
     finest = max((max(grid) for grid in grids), default=1)
@@ -265,6 +272,9 @@ def save_checkpoint(state, path):
 # (offset, bytes) that open the video containers of the datasets: mp4 / mov, avi, mkv / webm
 VIDEO_SIGNATURES = ((4, b"ftyp"), (8, b"AVI "), (0, b"\x1aE\xdf\xa3"))
 CLIP_STATE_KEYS = ("visual.proj", "text_projection", "visual.conv1.weight")
+# the run options that building the model (build_model) and its test set (eval.py) read from a checkpoint
+CHECKPOINT_OPTIONS = ("data", "data_root", "frames", "size", "seed", "split", "shots", "mra_grids", "mra_layers",
+                      "su_topk", "decoder_layers", "decoder_memory")
 
 
 def _not_a_checkpoint(path, head):
@@ -314,4 +324,7 @@ def load_checkpoint(path, mmap=False):
         fail(f"checkpoint {path} is a CLIP state dict, not written by train.py (train.py --clip takes it)")
     if not isinstance(state, dict) or not {"model", "args", "class_names"} <= state.keys():
         fail(f"checkpoint {path}: not written by train.py (needs the keys model, args, class_names)")
+    options = state["args"] if isinstance(state["args"], dict) else {}
+    if missing := [key for key in CHECKPOINT_OPTIONS if key not in options]:
+        fail(f"checkpoint {path}: its options (args) lack {', '.join(missing)}; not a checkpoint of this train.py")
     return state

@@ -23,8 +23,8 @@ def parse_grids(text):
         grids = tuple(tuple(int(n) for n in part.lower().split("x")) for part in text.split(",") if part.strip())
     except ValueError:
         grids = ((),)
-    if any(len(grid) != 2 for grid in grids):
-        raise ValueError(f"--mra-grids {text!r}: expected comma-separated RxC, e.g. 2x2,3x3")
+    if any(len(grid) != 2 or min(grid) < 1 for grid in grids):
+        raise ValueError(f"--mra-grids {text!r}: expected comma-separated RxC of positive numbers, e.g. 2x2,3x3")
     return grids
 
 

@@ -12,7 +12,8 @@ imports no other file of this project (they import it).
   order; `accuracy(probs, labels, class_names)` -> top-1, top-5, mean
   per-class top-1, top-1 per class.
 - Files: `atomic_write(path)` (temporary file, then rename; model.py's checkpoint files are written with it),
-  `check_out` (an output folder that does not silently replace a run).
+  `check_out` (an output folder that does not silently replace a run), `check_out_file` (--json and the like).
+- Values: `check_values(args, limits)`, the ranges of an entry point's options, one table each.
 - Errors a user can fix end in one line on stderr, exit status 2, no traceback: `fail(message)`, `one_line_errors()`.
 - Stopping: SIGINT / SIGTERM set a flag (`stop_signal()`) that the training loop reads between optimiser steps;
   a second signal stops at once.
@@ -22,6 +23,7 @@ import argparse
 import contextlib
 import ctypes
 import functools
+import math
 import multiprocessing.connection
 import os
 import random
@@ -57,6 +59,11 @@ DATASET_DEFAULTS = {
     "synthetic": dict(clip="tiny-pretrained", frames=8, size=112, lr=1e-3, new_module_lr_mult=1.0, epochs=30, warmup_epochs=1,
                       batch_size=16, per_gpu_batch=16, eval_every=1, views="4x1", test_views="4x1"),
 }
+
+
+# the options train.py and eval.py share, with their ranges (check_values); seeds: numpy's generators take no
+# negative ones
+COMMON_LIMITS = dict(frames=(1, None), size=(1, None), workers=(0, None), seed=(0, 2**32 - 1))
 
 
 def defaults_help(key):
@@ -136,9 +143,14 @@ def write_text_atomic(path, text):
         file.write(text)
 
 
+RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "args.json", "test.json")   # what train.py writes into --out
+
+
 def check_out(out, fresh, overwrite):
-    """--out is a folder we can write into, and a new run (`fresh`) does not silently replace the run in it: with
-    `overwrite` that run's checkpoints and log are removed."""
+    """--out is a folder we can write into, and a new run (`fresh`) does not silently replace the run in it (any of
+    RUN_FILES): with `overwrite` those files are removed, so none of the old run's is left to pass for the new one's."""
+    if not str(out).strip():
+        fail("--out '': give a folder")
     out = Path(out)
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: is a file, not a folder")
@@ -149,13 +161,49 @@ def check_out(out, fresh, overwrite):
         probe.unlink()
     except OSError as e:
         fail(f"--out {out}: cannot write there ({e.strerror or e})")
-    if fresh and (out / "last.pt").exists():
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if fresh and held:
         if not overwrite:
-            fail(f"--out {out} holds a run (last.pt): continue it with --resume {out / 'last.pt'}, choose another "
-                 "--out, or add --overwrite to replace it")
+            again = f"continue it with --resume {out / 'last.pt'}, " if "last.pt" in held else ""
+            fail(f"--out {out} holds a run ({', '.join(held)}): {again}choose another --out, or add --overwrite to "
+                 "replace it")
         if int(os.environ.get("RANK", 0)) == 0:   # under torchrun every rank checks, one removes
-            for name in ("last.pt", "best.pt", "log.jsonl"):
+            for name in held:
                 (out / name).unlink(missing_ok=True)
+
+
+def check_out_file(path, flag):
+    """An output file (`flag` names it) that can be written, checked before the work that fills it: its folder
+    exists and takes a new file, and the path is not a folder."""
+    path = Path(path)
+    if not str(path).strip() or path.is_dir():
+        fail(f"{flag} {path}: is a folder, not a file")
+    if not path.parent.is_dir():
+        fail(f"{flag} {path}: no such folder {path.parent}")
+    try:
+        probe = path.with_name(f".write_test{os.getpid()}")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        fail(f"{flag} {path}: cannot write there ({e.strerror or e})")
+    if path.exists() and not os.access(path, os.W_OK):
+        fail(f"{flag} {path}: cannot write there (read-only file)")
+
+
+def check_values(args, limits):
+    """Each option of `limits` ({name: (low, high)}, None for no bound, both inclusive) within its range, and
+    finite where it is a float; an option left unset (None) passes. One table per entry point instead of an if
+    per flag; the values a model can hold (frames, sizes) are checked where the model is known."""
+    for name, (low, high) in limits.items():
+        value, flag = getattr(args, name), "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f"{flag} {value}: must be a finite number")
+        if low is not None and value < low:
+            fail(f"{flag} {value}: must be at least {low}")
+        if high is not None and value > high:
+            fail(f"{flag} {value}: must be at most {high}")
 
 
 # ----------------------------------------------------------------------------------------------- Device and precision
@@ -498,9 +546,18 @@ def accuracy(probs, labels, class_names=None):
     return result
 
 
+def check_scored(scores, split):
+    """Predictions that scored at least one video: a score over none would be NaN, a number no run earned."""
+    if not len(scores.labels):
+        first = scores.unreadable[0] if scores.unreadable else {"path": "-", "reason": "no video"}
+        fail(f"none of the {len(scores.unreadable)} {split} videos could be read (first: {first['path']}: "
+             f"{first['reason']}); there is no score to report")
+
+
 def score_test_set(model, dataset, device, amp, batch_size, workers=0, progress=False, strict=False):
     """A test set scored (predictions, then accuracy): the result fields eval.py and train.py's final test
     report: classes, videos (the number scored), unreadable, top1, top5, mean_class, per_class."""
     scores = predictions(model, dataset, device, amp, batch_size, workers, progress=progress, strict=strict)
+    check_scored(scores, "test")
     return dict(classes=len(dataset.class_names), videos=len(scores.labels), unreadable=scores.unreadable,
                 **accuracy(scores.probs, scores.labels, dataset.class_names))

@@ -24,6 +24,7 @@ CLI: python semantic_units.py LABELS.txt [--descriptions F] [--json OUT] [--lexi
 """
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections import namedtuple
@@ -479,6 +480,11 @@ def main(argv=None):
         class_names = [line.strip() for line in args.labels.read_text(encoding="utf-8").splitlines() if line.strip()]
     except UnicodeDecodeError as e:   # a binary file, or another encoding
         parser.exit(2, f"error: {args.labels}: not UTF-8 text ({e.reason} at byte {e.start})\n")
+    if not class_names:
+        parser.exit(2, f"error: {args.labels}: no class names (one per line expected)\n")
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()
+                                  or not os.access(args.json.parent, os.W_OK)):   # checked before the work
+        parser.exit(2, f"error: --json {args.json}: cannot write a file there\n")
     try:
         descriptions = load_descriptions(args.descriptions) if args.descriptions else None
         bank = extract_semantic_units(class_names, descriptions, lexicon=args.lexicon)

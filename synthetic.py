@@ -6,7 +6,8 @@ Class names combine units of the four SU kinds: body parts (arms, legs), motions
 scenes (park, beach, room, street). Two pairs differ only by frame order (sitting down / standing up) and only by a
 small hand-held object (waving arms / waving a flag).
 
-In:  make_synthetic(root, num_classes=10, ...): a folder to fill (skipped when it holds a set with these settings).
+In:  make_synthetic(root, num_classes=10, ...): a folder to fill (skipped when it holds a set with these settings;
+     refused unless it is missing, empty or a set made here: check_root).
 Out: root/videos/<class>/{train,val}_<k>.mp4 ((T, S, S) frames, T = 28..36, S = 128, 16 fps), train.txt, val.txt,
      labels.txt and synthetic.json (the settings; written last, so a set is complete only when it is there).
      synthetic_class_names(n) -> the first n class names; write_video(path, frames (T, H, W, 3) uint8).
@@ -504,6 +505,20 @@ def _settings_of(root):
     return settings
 
 
+def check_root(root):
+    """Raise FileExistsError unless `root` is a folder the set may be rendered into: missing, empty, or one it made
+    (its marker synthetic.json, or the .lock of a render that was cut short). It never writes into a user's folder
+    (a list dataset given without --data list would lose its train.txt, val.txt and labels.txt)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"--data-root {root}: is a file, not a folder")
+    held = sorted(path.name for path in root.iterdir()) if root.is_dir() else []
+    if held and not {"synthetic.json", ".lock"} & set(held):
+        raise FileExistsError(f"--data-root {root}: holds files that are not a synthetic set (e.g. {held[0]}); the "
+                              "synthetic set is rendered only into an empty folder or its own (for a list dataset "
+                              "add --data list)")
+
+
 def ensure_synthetic(root):
     """The set under `root`, rendered on first use (default settings), and rendered again with its own settings
     when the renderer has changed since it was made."""
@@ -527,6 +542,7 @@ def make_synthetic(root, num_classes=10, videos_per_class=60, val_fraction=0.2, 
 
     if complete():
         return
+    check_root(root)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:
         if fcntl is not None:   # several DDP ranks may get here at once: one renders, the others wait and find it done

@@ -35,8 +35,9 @@ from tqdm import tqdm
 import clip_vit
 import data
 import runtime
+import synthetic
 from decoder import QUERIES, TEMPORAL
-from model import build_model, load_checkpoint, load_model_state, save_checkpoint, units_to_state
+from model import MAX_FRAMES, build_model, load_checkpoint, load_model_state, save_checkpoint, units_to_state
 from mra import parse_grids
 from runtime import DATASET_DEFAULTS, DATASETS, defaults_help, fail, one_line_errors, rank_and_world
 
@@ -45,6 +46,8 @@ RESUME_SAFE = ("epochs", "workers", "no_progress", "save_every", "save_minutes",
                "test_views")
 RESUME_PLACEMENT = ("gpus", "device", "amp", "per_gpu_batch")   # allowed; the run goes on, not bit-exact
 SESSION = ("resume", "allow_changes", "overwrite", "stop_after", "new_changes")   # not options of the run
+# what save_run writes besides model, args and class_names, all of which restore_run reads
+RUN_STATE = ("optimizer", "scheduler", "scaler", "epoch", "step", "rng", "best_top1", "log", "sums")
 MAX_SKIPPED_IN_A_ROW = 10   # optimiser steps with a non-finite loss in a row before the run is stopped
 TINY_CLIPS = ("tiny-pretrained", "tiny")   # the miniature CLIP of pretrain.py, and its architecture at random
 
@@ -122,6 +125,9 @@ def build_parser():
     return p
 
 
+OPTIONS = {action.dest for action in build_parser()._actions if action.dest != "help"}
+
+
 def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
@@ -151,6 +157,10 @@ def resumed_options(args, given):
     ckpt = load_checkpoint(path, mmap=True)
     if "optimizer" not in ckpt:
         fail(f"--resume {path}: holds no optimiser state (best.pt is for evaluation); resume from last.pt")
+    if missing := [key for key in RUN_STATE if key not in ckpt]:
+        fail(f"--resume {path}: lacks {', '.join(missing)} of a run's state; not a last.pt of this train.py")
+    if missing := sorted(OPTIONS - set(SESSION) - {"test_views", "temporal", "queries"} - set(ckpt["args"])):
+        fail(f"--resume {path}: its options (args) lack {', '.join(missing)}; not a last.pt of this train.py")
     options = dict(ckpt["args"], out=str(path.parent))   # the run's folder is where its checkpoint is now
     options.setdefault("test_views", "none")   # runs from before --test-views existed
     if "out" in given and Path(args.out).resolve() != path.parent.resolve():
@@ -176,22 +186,41 @@ def resumed_options(args, given):
                               overwrite=args.overwrite, stop_after=args.stop_after, new_changes=changes)
 
 
+# The ranges of the run's options (runtime.check_values; with those eval.py shares, runtime.COMMON_LIMITS). The
+# schedule's ends and the lr are checked below: label smoothing < 1 and lr > 0 are open bounds.
+LIMITS = dict(runtime.COMMON_LIMITS, epochs=(1, None), batch_size=(1, None), per_gpu_batch=(1, None),
+              save_every=(0, None), save_minutes=(0, None), eval_every=(0, None), stop_after=(0, None),
+              shots=(1, None), mra_layers=(0, None), decoder_layers=(0, None), su_topk=(0, None),
+              warmup_epochs=(0, None), clip_grad=(0, None), label_smoothing=(0, None), min_lr_ratio=(0, 1),
+              lr=(None, None), new_module_lr_mult=(0, None), weight_decay=(0, None))
+# Options a configuration does not use: (option, it is unused when, why). Set to anything but their default, they
+# would be a silent no-op, so they are refused (an ablation's command line says what it runs).
+UNUSED = (("su_topk", lambda a: a.decoder_layers == 0 or a.queries == "learned", "there is no SU selection"),
+          ("descriptions", lambda a: a.decoder_layers == 0 or a.queries == "learned", "no SUs are used"),
+          ("queries", lambda a: a.decoder_layers == 0, "there is no decoder"),
+          ("temporal", lambda a: a.decoder_layers == 0, "there is no decoder"),
+          ("decoder_memory", lambda a: a.decoder_layers == 0, "there is no decoder"),
+          ("mra_grids", lambda a: a.mra_layers == 0, "there are no MRA layers"))
+
+
 def check_options(args):
     """Every value the run needs, checked before anything is built: one line and exit 2 for a bad one."""
-    minimum = dict(frames=1, size=1, epochs=1, batch_size=1, per_gpu_batch=1, workers=0, save_every=0,
-                   save_minutes=0, eval_every=0, stop_after=0, shots=1, mra_layers=0, decoder_layers=0, su_topk=0,
-                   warmup_epochs=0, clip_grad=0, label_smoothing=0, min_lr_ratio=0)   # None (unset) passes
-    for flag, low in minimum.items():
-        value = getattr(args, flag)
-        if value is not None and value < low:
-            fail(f"--{flag.replace('_', '-')} {value}: must be at least {low}")
+    runtime.check_values(args, LIMITS)
     if not args.lr > 0:
         fail(f"--lr {args.lr}: must be positive")
     if args.warmup_epochs > args.epochs:
         fail(f"--warmup-epochs {args.warmup_epochs}: longer than the run (--epochs {args.epochs})")
-    if args.label_smoothing >= 1 or args.min_lr_ratio > 1:
-        fail(f"--label-smoothing {args.label_smoothing} must be below 1 and --min-lr-ratio {args.min_lr_ratio} "
-             "at most 1")
+    if args.label_smoothing >= 1:
+        fail(f"--label-smoothing {args.label_smoothing}: must be below 1")
+    if args.decoder_layers and args.frames > MAX_FRAMES:
+        fail(f"--frames {args.frames}: the model's time embeddings hold at most {MAX_FRAMES} frames")
+    defaults = build_parser()
+    for option, unused, why in UNUSED:
+        value = getattr(args, option, defaults.get_default(option))   # (older runs lack newer options)
+        if unused(args) and value != defaults.get_default(option):
+            flags = "--decoder-layers 0" if args.decoder_layers == 0 else "--queries learned"
+            flags = "--mra-layers 0" if option == "mra_grids" else flags
+            fail(f"--{option.replace('_', '-')} {value}: has no effect with {flags} ({why})")
     with one_line_errors():
         parse_grids(args.mra_grids)
     if args.test_views != "none":
@@ -207,6 +236,9 @@ def check_options(args):
              f"{processes} processes")
     if args.data != "synthetic" and not Path(args.data_root).is_dir():
         fail(f"--data-root {args.data_root}: no such folder")
+    if args.data == "synthetic":
+        with one_line_errors():
+            synthetic.check_root(args.data_root)
     if args.descriptions and not Path(args.descriptions).is_file():
         fail(f"--descriptions {args.descriptions}: no such file")
     if args.clip not in TINY_CLIPS and args.clip not in clip_vit.MODEL_URLS and not Path(args.clip).is_file():
@@ -366,11 +398,17 @@ def run_epoch(run, epoch, start_step, sums, device, changes):
     """Train one epoch, evaluate it when due (every --eval-every epochs and after the last): its log record."""
     args, started = run.args, time.time()
     lr = train_epoch(run, epoch, start_step, sums, device)
+    if sums.skipped_steps >= run.steps_per_epoch:
+        fail(f"epoch {epoch + 1}: none of its {run.steps_per_epoch} optimiser steps was taken (every loss was "
+             "non-finite); lower --lr or try --amp off")
+    if not all(torch.isfinite(parameter).all() for parameter in run.model.parameters()):
+        fail(f"epoch {epoch + 1}: the weights are no longer finite (NaN or inf); lower --lr or try --amp off")
     record = {"epoch": epoch + 1, "lr": lr, "train_loss": sums.loss / max(1, sums.samples),
               "skipped_steps": sums.skipped_steps, "replaced": int(sums.replaced)}   # replaced: train + val videos
     if (args.eval_every and (epoch + 1) % args.eval_every == 0) or epoch + 1 == args.epochs:
         val = runtime.predictions(run.model, run.val_set, device, args.amp, args.per_gpu_batch, args.workers,
                                   progress=run.show_progress)
+        runtime.check_scored(val, "val")
         scores = runtime.accuracy(val.probs, val.labels)
         record.update(val_top1=scores["top1"], val_top5=scores["top5"], val_mean_class=scores["mean_class"],
                       replaced=record["replaced"] + val.replaced + len(val.unreadable))
@@ -405,13 +443,12 @@ def setup_run(args, device):
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     np.random.seed(args.seed)
+    ckpt = load_checkpoint(args.resume) if args.resume else None
     with runtime.rank_zero_first(), one_line_errors():  # per machine: synthetic data, CLIP download, text cache
         options = dataset_options(args)
         train_set = data.build_dataset(args.data, args.data_root, "train", train=True, shots=args.shots, **options)
         val_set = data.build_dataset(args.data, args.data_root, "val", train=False, **options)
-        if rank == 0:
-            check_videos(train_set, "train", args.strict)
-            check_videos(val_set, "val", args.strict)
+        check_sets(args, train_set, val_set, ckpt and ckpt["class_names"], rank == 0)
         model = build_model(args, train_set.class_names, device=device)
     steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
     # one loader for the whole run (persistent workers); each epoch gives its sampler (epoch, index) pairs
@@ -434,7 +471,7 @@ def setup_run(args, device):
                              show_progress=rank == 0 and not args.no_progress)
     if not args.resume:
         return run, 0, 0, RunningSums(device)
-    return restore_run(run, load_checkpoint(args.resume), device)
+    return restore_run(run, ckpt, device)
 
 
 def restore_run(run, ckpt, device):
@@ -455,6 +492,33 @@ def restore_run(run, ckpt, device):
     rank, world_size = rank_and_world()
     runtime.set_rng_state(ckpt["rng"][rank] if len(ckpt["rng"]) == world_size else ckpt["rng"][0])
     return run, ckpt["epoch"], ckpt["step"], RunningSums(device, **ckpt["sums"])
+
+
+def check_sets(args, train_set, val_set, trained, is_main):
+    """Before the model is built: the sets can train the run. A whole global batch of training videos (else no
+    optimiser step would ever complete: an epoch is a whole number of global batches, filled up from its own
+    samples, epoch_indices), a training video of every class, the classes the run was `trained` on (a resumed
+    run; else None), and videos that are there (check_videos)."""
+    if len(train_set) < args.batch_size:
+        # the largest global batch that fits and divides into --per-gpu-batch x processes (or smaller micro-batches)
+        unit = args.per_gpu_batch * args.processes
+        fits = len(train_set) // unit * unit or len(train_set) // args.processes * args.processes
+        fail(f"--batch-size {args.batch_size}: more than the {len(train_set)} training videos of {args.data_root}, "
+             f"so no optimiser step would complete; use --batch-size {fits} or less")
+    counts = np.bincount([label for _, label in train_set.samples], minlength=len(train_set.class_names))
+    if empty := [name for name, count in zip(train_set.class_names, counts) if count == 0]:
+        fail(f"--data-root {args.data_root}: {len(empty)} of {len(counts)} classes have no training video "
+             f"({', '.join(map(repr, empty[:3]))}{', ...' if len(empty) > 3 else ''})")
+    if trained is not None and list(trained) != list(train_set.class_names):
+        names, trained = list(train_set.class_names), list(trained)
+        new, gone = sorted(set(names) - set(trained)), sorted(set(trained) - set(names))
+        what = (f"classes not in the run ({', '.join(map(repr, new[:3]))})" if new else
+                f"without the run's {', '.join(map(repr, gone[:3]))}" if gone else "in another order")
+        fail(f"--data-root {args.data_root}: {len(names)} classes, {what}; the run in {Path(args.resume).parent} "
+             f"was trained on {len(trained)} (resume it on its own data)")
+    if is_main:
+        check_videos(train_set, "train", args.strict)
+        check_videos(val_set, "val", args.strict)
 
 
 def check_videos(dataset, split, strict):

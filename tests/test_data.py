@@ -257,6 +257,36 @@ def test_items_are_uint8_decoded_at_the_size_they_need(large_clips):
     assert asked == [data.train_short_side(64), 64] and data.train_short_side(224) == 256
 
 
+@pytest.mark.parametrize("degrees", [-90, 90, 180])
+def test_rotation_metadata_is_applied(tmp_path, degrees):
+    """A phone's portrait clip: stored landscape with a display matrix (written here by PyAV); we read it upright,
+    as a player shows it, by the seeking path and by decoding through alike."""
+    stored = np.zeros((6, 48, 80, 3), np.uint8)                                   # (T, H, W, 3), landscape
+    stored[:, :16, :16] = (250, 250, 250)                                          # a white top-left corner
+    path = tmp_path / "rotated.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.height, stream.width, stream.pix_fmt = 48, 80, "yuv420p"
+        stream.set_display_rotation(degrees)   # counterclockwise, as VideoFrame.rotation reads it back
+        for index, image in enumerate(stored):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    expected = np.rot90(stored[0], degrees // 90)                                 # where a player shows the corner
+    for short_side in (None, 24):
+        frames, _ = data.read_frames(path, lambda n: [0, n - 1], short_side)
+        assert frames.shape[1:3] == expected.shape[:2] if short_side is None else min(frames.shape[1:3]) == 24
+        assert frames.shape[1] > frames.shape[2] if degrees != 180 else frames.shape[1] < frames.shape[2]
+        corner = np.unravel_index(frames[0].mean(-1).argmax(), frames[0].shape[:2])
+        scale = frames.shape[1] / expected.shape[0]
+        assert expected[int(corner[0] / scale), int(corner[1] / scale)].mean() > 200
+    with pytest.MonkeyPatch.context() as patch:   # the decode-through path turns frames the same way
+        patch.setattr(video, "_scan", lambda container, stream: (6, [], {}, {}))
+        through, _ = data.read_frames(path, lambda n: [0, n - 1])
+    np.testing.assert_array_equal(through, data.read_frames(path, lambda n: [0, n - 1])[0])
+
+
 # --------------------------------------------------------------------------------------------------------- sampling
 
 def test_sample_indices_test_mode_are_segment_centres():
@@ -430,8 +460,9 @@ def test_k400_layout(tmp_path):
     names = official_labels("kinetics400")
     chosen = [names[i] for i in (390, 3, 150, 42)]
     (tmp_path / "annotations").mkdir()
-    rows = {"train": [(chosen[0], "zzz", 10, 20), (chosen[2], "a-b_c", 0, 10), (chosen[1], "x", 5, 15)],
-            "val": [(chosen[3], "q", 1, 11)]}
+    rows = {"train": [(chosen[0], "zzz", 10, 20), (chosen[2], "a-b_c", 0, 10), (chosen[1], "x", 5, 15),
+                      (chosen[3], "w", 2, 12)],
+            "val": [(chosen[3], "q", 1, 11)] + [(name, f"v{k}", 0, 10) for k, name in enumerate(chosen[:3])]}
     for split, split_rows in rows.items():   # val.csv has the is_cc column of the 2017 release
         extra = ",is_cc" if split == "val" else ""
         lines = ["label,youtube_id,time_start,time_end,split" + extra]
@@ -443,12 +474,19 @@ def test_k400_layout(tmp_path):
     assert dataset.class_names == sorted(chosen)
     assert dataset.samples[0] == (str(tmp_path / "videos/train/zzz_000010_000020.mp4"), sorted(chosen).index(chosen[0]))
     assert [label for _, label in dataset.samples] == [sorted(chosen).index(row[0]) for row in rows["train"]]
-    assert data.build_dataset("k400", tmp_path, "val").samples == [
-        (str(tmp_path / "videos/val/q_000001_000011.mp4"), sorted(chosen).index(chosen[3]))]
+    assert data.build_dataset("k400", tmp_path, "val").samples[0] == (
+        str(tmp_path / "videos/val/q_000001_000011.mp4"), sorted(chosen).index(chosen[3]))
     (tmp_path / "annotations" / "val.csv").write_text("label,youtube_id,time_start,time_end,split\n"
                                                       f"{chosen[3]},q,1,11,val\n{chosen[3]},r,one,11,val\n")
     with pytest.raises(ValueError, match=r"val\.csv:3"):
         data.build_dataset("k400", tmp_path, "val")
+    # in training, a class in val.csv only would be a class with no training video: refused, naming the file and
+    # the class; an evaluation reads the val split with the classes of both
+    (tmp_path / "annotations" / "val.csv").write_text("label,youtube_id,time_start,time_end,split\n" + "".join(
+        f'"{name}",v{k},0,10,val\n' for k, name in enumerate(chosen + ["juggling in space"])))
+    with pytest.raises(ValueError, match=r"val\.csv: 1 classes are in no row .*'juggling in space'"):
+        data.build_dataset("k400", tmp_path, "train")
+    assert len(data.build_dataset("k400", tmp_path, "val").class_names) == 5
 
 
 def test_list_layout(tmp_path, small_videos):
@@ -466,6 +504,27 @@ def test_list_layout(tmp_path, small_videos):
         data.build_dataset("list", tmp_path, "val")
     (tmp_path / "val.txt").write_text("clips/two.mp4\n")
     with pytest.raises(ValueError, match=r"val\.txt:1"):
+        data.build_dataset("list", tmp_path, "val")
+
+
+
+def test_list_files_are_checked_line_by_line(tmp_path, small_videos, caplog):
+    """A repeated line counts once and is said in one warning; the same video with two labels, and two class names
+    with the same text prompt, are refused naming the file and line."""
+    (tmp_path / "labels.txt").write_text("kick ball\nthrow ball\n")
+    for k in range(3):
+        link(small_videos[k % len(small_videos)], tmp_path / f"v{k}.mp4")
+    (tmp_path / "val.txt").write_text("v0.mp4 0\nv1.mp4 1\nv0.mp4 0\nv2.mp4 1\nv1.mp4 1\n")
+    with caplog.at_level(logging.WARNING, logger="data"):
+        dataset = data.build_dataset("list", tmp_path, "val", num_frames=2, size=32)
+    assert dataset.samples == [(str(tmp_path / f"v{k}.mp4"), label) for k, label in ((0, 0), (1, 1), (2, 1))]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "val.txt: 2 repeated lines left out (line 3 repeats line 1)" in warnings[0]
+    (tmp_path / "val.txt").write_text("v0.mp4 0\nv1.mp4 1\nv0.mp4 1\n")
+    with pytest.raises(ValueError, match=r"val\.txt:3: v0\.mp4 has label 1 here and 0 on line 1"):
+        data.build_dataset("list", tmp_path, "val")
+    (tmp_path / "labels.txt").write_text("kick ball\nthrow ball\nKick_Ball\n")
+    with pytest.raises(ValueError, match=r"labels\.txt:3: 'Kick_Ball' gives the same text prompt as line 1"):
         data.build_dataset("list", tmp_path, "val")
 
 
@@ -535,6 +594,9 @@ def test_hmdb51_layout(tmp_path):
     (tmp_path / "testTrainMulti_7030_splits" / "chew_test_split1.txt").write_text("a.avi 1\nb.avi 3\n")
     with pytest.raises(ValueError, match=r"chew_test_split1\.txt:2"):
         data.build_dataset("hmdb51", tmp_path, "train")
+    (tmp_path / "testTrainMulti_7030_splits" / "wave_test_split2.txt").unlink()   # a class would drop out of split 2
+    with pytest.raises(FileNotFoundError, match=r"wave_test_split2\.txt: not found, though the class has the files"):
+        data.build_dataset("hmdb51", tmp_path, "val", fold=2)
 
 
 @pytest.mark.parametrize("name", ["k400", "ucf101", "hmdb51", "list"])

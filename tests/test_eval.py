@@ -233,6 +233,23 @@ def test_unreadable_test_videos_are_left_out_and_listed(workdir, checkpoint, lis
     assert str(unreadable[0]) in message and "--strict" in message and "\n" not in message, message
 
 
+def test_no_readable_test_video_is_an_error_not_nan(workdir, checkpoint, list_with_unreadable, tmp_path, capsys):
+    """A test set none of whose videos can be read has no score: one line and exit status 2, not "top-1 nan"."""
+    root, _, unreadable = list_with_unreadable
+    lines = [line for line in (root / "val.txt").read_text().splitlines() if "clip" not in line]
+    assert len(lines) == 2
+    (tmp_path / "labels.txt").write_text((root / "labels.txt").read_text())
+    (tmp_path / "videos").symlink_to(root / "videos")
+    (tmp_path / "val.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(SystemExit) as error:
+        evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "list", "--data-root", str(tmp_path),
+                              "--views", "1x1", "--json", str(tmp_path / "scores.json")))
+    message = str(error.value)
+    assert error.value.code == 2 and "none of the 2 test videos could be read" in message, message
+    assert str(tmp_path / "videos" / unreadable[0].name) in message and "\n" not in message
+    assert "top-1" not in capsys.readouterr().out and not (tmp_path / "scores.json").exists()
+
+
 def test_zero_shot_k600_published_splits(workdir, checkpoint, standins, capsys):
     results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--data", "k600",
                                     "--data-root", str(standins["k600"]), "--views", "1x1"))

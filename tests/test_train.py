@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import runtime
 import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -397,8 +398,21 @@ def test_existing_run_folder_is_refused_without_overwrite(workdir, reference):
     assert len(log) == 1 and torch.load(copy / "last.pt", weights_only=True)["epoch"] == 1
 
 
+def test_overwrite_removes_every_file_of_the_old_run(tmp_path):
+    """A folder holding any file a run writes is a run (last.pt may have been deleted to save space); --overwrite
+    removes them all, so none of the old run's can pass for the new one's, and leaves other files alone."""
+    for name in runtime.RUN_FILES[1:] + ("notes.txt",):
+        (tmp_path / name).write_text(name)
+    with pytest.raises(SystemExit, match="holds a run"):
+        runtime.check_out(tmp_path, fresh=True, overwrite=False)
+    assert (tmp_path / "best.pt").exists()
+    runtime.check_out(tmp_path, fresh=True, overwrite=True)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+
+
 BAD_VALUES = ["frames 0", "frames -1", "size 0", "size 8", "size 16", "size 32", "size 50", "warmup longer",
-              "stop-after -1", "out is a file", "out under a file", "out not writable", "strict unreadable"]
+              "stop-after -1", "out is a file", "out under a file", "out not writable", "strict unreadable",
+              "no val video readable"]
 
 
 def bad_value_case(name, workdir, tmp_path):
@@ -412,6 +426,14 @@ def bad_value_case(name, workdir, tmp_path):
     (broken / "labels.txt").write_text("a\nb\n")
     (broken / "train.txt").write_text("clips/bad.mp4 0\nclips/good.mp4 1\n")
     (broken / "val.txt").write_text("clips/good.mp4 1\n")
+    no_val = tmp_path / "no_val"   # two readable training videos, the one val video unreadable
+    (no_val / "clips").mkdir(parents=True)
+    for k in range(2):
+        os.symlink(good, no_val / "clips" / f"good{k}.mp4")
+    (no_val / "clips" / "bad.mp4").write_text("not a video")
+    (no_val / "labels.txt").write_text("a\nb\n")
+    (no_val / "train.txt").write_text("clips/good0.mp4 0\nclips/good1.mp4 1\n")
+    (no_val / "val.txt").write_text("clips/bad.mp4 1\n")
     base = tiny_args(workdir, tmp_path / "out", "--epochs", "1")
     return dict(zip(BAD_VALUES, [
         (base + ["--frames", "0"], "--frames 0"),
@@ -428,6 +450,8 @@ def bad_value_case(name, workdir, tmp_path):
         (tiny_args(workdir, Path("/proc/asu_out")), "cannot write there"),
         (base + ["--data", "list", "--data-root", str(broken), "--batch-size", "2", "--warmup-epochs", "1",
                  "--clip", "tiny", "--strict"], "bad.mp4"),
+        (base + ["--data", "list", "--data-root", str(no_val), "--batch-size", "2", "--warmup-epochs", "1",
+                 "--clip", "tiny"], "none of the 1 val videos could be read (first: "),
     ]))[name]
 
 
@@ -474,7 +498,7 @@ def test_final_multi_view_test_is_what_eval_gives_last_checkpoint(workdir, refer
 
 def test_non_finite_loss_skips_its_step_and_a_run_of_them_stops(workdir, monkeypatch):
     """One NaN loss: its optimiser step is skipped and counted, the weights stay finite; NaN from then on: the run
-    stops in one line after ten skipped steps in a row."""
+    stops in one line after ten skipped steps in a row, or at the end of an epoch that took no step."""
     real = torch.nn.functional.cross_entropy
     calls = []
 
@@ -488,9 +512,14 @@ def test_non_finite_loss_skips_its_step_and_a_run_of_them_stops(workdir, monkeyp
     assert log[0]["skipped_steps"] == 1 and math.isfinite(log[0]["train_loss"])
     assert all(torch.isfinite(p).all() for p in parameters(workdir / "one_nan").values())
     monkeypatch.setattr(torch.nn.functional, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
-    with pytest.raises(SystemExit) as error:
-        train.main(tiny_args(workdir, workdir / "all_nan", "--epochs", "3", "--amp", "off"))
+    with pytest.raises(SystemExit) as error:   # 16 steps an epoch
+        train.main(tiny_args(workdir, workdir / "all_nan", "--epochs", "1", "--amp", "off", "--batch-size", "1"))
     assert error.value.code == 2 and "10 optimiser steps in a row had a non-finite loss" in str(error.value)
+    # fewer steps an epoch than that: an epoch that took none ends the run (no log record, no checkpoint of it)
+    with pytest.raises(SystemExit) as error:
+        train.main(tiny_args(workdir, workdir / "nan_epoch", "--epochs", "2", "--amp", "off"))
+    assert error.value.code == 2 and "epoch 1: none of its 4 optimiser steps was taken" in str(error.value)
+    assert not (workdir / "nan_epoch" / "last.pt").exists() and not (workdir / "nan_epoch" / "best.pt").exists()
 
 
 def test_resume_under_another_amp_mode_runs(workdir, capsys):
