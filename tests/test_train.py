@@ -107,6 +107,17 @@ def test_ddp_equals_one_process_and_accumulation(workdir, one_process):
     assert (reference["clip.visual.conv1.weight"] - start).abs().max() > 1e-5
 
 
+def test_one_frame_trains_under_ddp(workdir):
+    """--frames 1 with 2 gloo processes: the temporal path has no order to read, but its parameters still take part
+    in backward, so DDP's second step does not fail waiting for their gradients."""
+    out = workdir / "one_frame"
+    log = train.main(tiny_args(workdir, out, "--frames", "1", "--size", "32", "--mra-grids", "2x2", "--epochs", "1",
+                               "--amp", "off", "--per-gpu-batch", "1", "--gpus", "2"))
+    assert json.loads((out / "args.json").read_text())["processes"] == 2
+    assert len(log) == 1 and math.isfinite(log[0]["train_loss"])
+    assert torch.load(out / "last.pt", weights_only=True)["scheduler"]["last_epoch"] == 4   # 16 clips / batch 4
+
+
 def test_torchrun_joins_its_group(workdir, one_process):
     """Under torchrun (RANK / WORLD_SIZE / LOCAL_RANK set) train.py joins the launcher's group instead of spawning."""
     out = workdir / "torchrun"
