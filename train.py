@@ -60,8 +60,8 @@ def build_parser():
     g.add_argument("--shots", type=int, help="few-shot: K training videos per class from split-1 train (default: all)")
     g.add_argument("--frames", type=int, help=per_dataset("frames", "frames per clip"))
     g.add_argument("--size", type=int, help=per_dataset("size", "input size in pixels"))
-    g.add_argument("--workers", type=int, help="loader workers per process (default on CUDA: the machine's cores / "
-                                               "GPUs in use - 1, at most 16; on the CPU: cores / 4)")
+    g.add_argument("--workers", type=int, help="loader workers per process (default on CUDA: the cores this process "
+                   "may use / GPUs in use on the machine - 1; on the CPU: those cores / 4; worked out again on resume)")
     g.add_argument("--strict", action="store_true", help="stop at an unreadable video instead of replacing it")
     g = p.add_argument_group("model")
     g.add_argument("--clip", help=per_dataset("clip", "CLIP weights: name (ViT-B/16), file, or 'tiny' (random init)"))

@@ -119,9 +119,12 @@ def test_one_frame_trains_under_ddp(workdir):
 
 
 def test_torchrun_joins_its_group(workdir, one_process):
-    """Under torchrun (RANK / WORLD_SIZE / LOCAL_RANK set) train.py joins the launcher's group instead of spawning."""
+    """Under torchrun (RANK / WORLD_SIZE / LOCAL_RANK set) train.py joins the launcher's group instead of spawning,
+    started as README's multi-node command starts it (c10d rendezvous; port 0: any free one), and ends like the one
+    process with the whole batch (so like --gpus 2, test_ddp_equals_one_process_and_accumulation)."""
     out = workdir / "torchrun"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0", "--rdzv-id", "test", "train.py",
                *tiny_args(workdir, out, *DDP_ARGS, "--per-gpu-batch", "2")]
     env = {**os.environ, "TORCH_SHOW_CPP_STACKTRACES": "1"}  # should a rank abort, say where
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
@@ -129,6 +132,9 @@ def test_torchrun_joins_its_group(workdir, one_process):
     assert result.returncode == 0, result.stderr[:4000]
     assert json.loads((out / "args.json").read_text())["processes"] == 2
     assert_same_parameters(parameters(one_process[0]), parameters(out), atol=1e-5)
+    log = read_log(out)
+    assert len(log) == 1 and log[0]["train_loss"] == pytest.approx(one_process[1][0]["train_loss"], abs=1e-5)
+    assert log[0]["val_top1"] == one_process[1][0]["val_top1"]
 
 
 def test_resume_after_stop_equals_straight_run(workdir, reference):
