@@ -150,6 +150,8 @@ def resumed_options(args, given):
         fail(f"--resume {path}: holds no optimiser state (best.pt is for evaluation); resume from last.pt")
     options = dict(ckpt["args"], out=str(path.parent))   # the run's folder is where its checkpoint is now
     options.setdefault("test_views", "none")   # runs from before --test-views existed
+    if "workers" not in given:   # worked out again for this machine and --gpus (check_options)
+        options["workers"] = None
     if "out" in given and Path(args.out).resolve() != path.parent.resolve():
         fail(f"--out {args.out}: a resumed run writes into its checkpoint's folder {path.parent}")
     changes = []
@@ -299,19 +301,24 @@ def step_controls(run, step_finite):
 
 def optimizer_step(run, nonfinite, sums, where):
     """Apply the accumulated gradients (unscaled, clipped), or skip them on every rank when some rank's loss was
-    non-finite; the schedule steps either way. Returns the lr this step ran with (group 0: the CLIP weights)."""
-    sums.skipped_steps += int(nonfinite)
-    run.skipped_in_a_row = run.skipped_in_a_row + 1 if nonfinite else 0
-    if run.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-        fail(f"{run.skipped_in_a_row} optimiser steps in a row had a non-finite loss ({where}); lower --lr or try "
-             "--amp off")
+    non-finite; the schedule steps either way. With fp16 the GradScaler also skips a step whose gradients overflowed
+    (and halves its scale): such a step counts as skipped too. Returns the lr this step ran with (group 0: the CLIP
+    weights)."""
     if not nonfinite:
         if run.args.clip_grad > 0:
             run.scaler.unscale_(run.optimizer)
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.args.clip_grad)
+        scale = run.scaler.get_scale() if run.scaler.is_enabled() else None   # fp16 only: a GPU sync
         run.scaler.step(run.optimizer)
         run.scaler.update()
+        # the gradients are all-reduced, so every rank's scaler finds the same overflow
+        nonfinite = scale is not None and run.scaler.get_scale() < scale
     run.optimizer.zero_grad(set_to_none=True)
+    sums.skipped_steps += int(nonfinite)
+    run.skipped_in_a_row = run.skipped_in_a_row + 1 if nonfinite else 0
+    if run.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+        fail(f"{run.skipped_in_a_row} optimiser steps in a row had a non-finite loss or gradients ({where}); lower "
+             "--lr or try --amp bf16 / off")
     lr = run.scheduler.get_last_lr()[0]   # read before scheduler.step() moves on to the next step's
     run.scheduler.step()
     return lr
@@ -395,6 +402,14 @@ def final_test(run, device):
     return dict(data=args.data, views=args.test_views, **scores)
 
 
+def distributed_model(model, device):
+    """DDP around the model. The buffers (text embeddings) are equal on all ranks and never change: DDP need not
+    broadcast them; the gradients are views into DDP's all-reduce buckets (one copy fewer of them in memory)."""
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
+        gradient_as_bucket_view=True)
+
+
 def setup_run(args, device):
     """The run (data, model, optimiser, schedule, scaler; restored from --resume), start epoch, step and sums."""
     rank, world_size = rank_and_world()
@@ -415,14 +430,13 @@ def setup_run(args, device):
     train_sampler = data.EpochSampler()
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.per_gpu_batch, sampler=train_sampler,
                                                **runtime.loader_options(device, args.workers, persistent=True))
+    # fused: one kernel for all parameters on CUDA (the CPU's fused AdamW is no faster than the default there)
     optimizer = torch.optim.AdamW(model.param_groups(args.lr, args.new_module_lr_mult, args.weight_decay),
-                                  betas=(0.9, 0.98), eps=1e-8)
+                                  betas=(0.9, 0.98), eps=1e-8, fused=device.type == "cuda")
     warmup_steps, total_steps = round(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, args.min_lr_ratio))
-    # the buffers (text embeddings) are equal on all ranks and never change: DDP need not broadcast them
-    ddp_model = model if world_size == 1 else torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
+    ddp_model = model if world_size == 1 else distributed_model(model, device)
     run = argparse.Namespace(args=args, model=model, ddp_model=ddp_model, optimizer=optimizer, scheduler=scheduler,
                              scaler=torch.amp.GradScaler(device.type, enabled=args.amp == "fp16"),
                              train_set=train_set, val_set=val_set, train_sampler=train_sampler,
@@ -431,7 +445,8 @@ def setup_run(args, device):
                              show_progress=rank == 0 and not args.no_progress)
     if not args.resume:
         return run, 0, 0, RunningSums(device)
-    return restore_run(run, load_checkpoint(args.resume), device)
+    # mmap: each rank reads the tensors it copies, from the page cache the ranks of a machine share
+    return restore_run(run, load_checkpoint(args.resume, mmap=True), device)
 
 
 def restore_run(run, ckpt, device):

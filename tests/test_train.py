@@ -284,8 +284,9 @@ RESUME_FLAGS = ["--su-topk", "4", "--decoder-memory", "regions", "--epochs", "3"
 
 
 def options_of(out):
-    """args.json without the output folder (the runs compared live in different folders)."""
-    return {k: v for k, v in json.loads((Path(out) / "args.json").read_text()).items() if k != "out"}
+    """args.json without the output folder (the runs compared live in different folders) and the loader workers (a
+    resumed run works them out again for its machine)."""
+    return {k: v for k, v in json.loads((Path(out) / "args.json").read_text()).items() if k not in ("out", "workers")}
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -508,6 +509,42 @@ def test_non_finite_loss_skips_its_step_and_a_run_of_them_stops(workdir, monkeyp
     with pytest.raises(SystemExit) as error:
         train.main(tiny_args(workdir, workdir / "all_nan", "--epochs", "3", "--amp", "off"))
     assert error.value.code == 2 and "10 optimiser steps in a row had a non-finite loss" in str(error.value)
+
+
+def test_steps_the_grad_scaler_skips_are_counted_and_a_run_of_them_stops():
+    """fp16: a step whose gradients overflow is skipped by the GradScaler itself (the loss was finite); it counts in
+    skipped_steps and in the ten-in-a-row stop like a non-finite loss, and a finite step resets the row."""
+    import argparse
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    run = argparse.Namespace(args=argparse.Namespace(clip_grad=1.0), model=model, optimizer=optimizer,
+                             scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+                             scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 10), skipped_in_a_row=0)
+    sums = train.RunningSums(torch.device("cpu"))
+
+    def step(gradient):
+        run.scaler.scale(model(torch.ones(1, 3)).sum()).backward()   # what training does before a step
+        for p in model.parameters():
+            p.grad.fill_(gradient)
+        train.optimizer_step(run, False, sums, "test")
+
+    before = model.weight.detach().clone()
+    step(float("inf"))
+    assert sums.skipped_steps == 1 and run.skipped_in_a_row == 1 and torch.equal(model.weight, before)
+    step(1.0)
+    assert sums.skipped_steps == 1 and run.skipped_in_a_row == 0 and not torch.equal(model.weight, before)
+    with pytest.raises(SystemExit) as error:
+        for _ in range(train.MAX_SKIPPED_IN_A_ROW):
+            step(float("inf"))
+    assert error.value.code == 2 and sums.skipped_steps == 1 + train.MAX_SKIPPED_IN_A_ROW
+
+
+def test_resume_works_out_the_workers_again(workdir, reference, monkeypatch):
+    """A resumed run's loader workers are this machine's default, not those of the run's first session (which the
+    checkpoint holds: --workers 0 here), unless the command line names them."""
+    monkeypatch.setattr(train.runtime, "default_workers", lambda device, processes=1: 3)
+    assert train.parse_args(["--resume", str(reference / "last.pt")]).workers == 3
+    assert train.parse_args(["--resume", str(reference / "last.pt"), "--workers", "1"]).workers == 1
 
 
 def test_resume_under_another_amp_mode_runs(workdir, capsys):
