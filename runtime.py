@@ -481,8 +481,10 @@ def predictions(model, dataset, device, amp, batch_size, workers=0, progress=Fal
     model.eval()
     rank, world_size = rank_and_world()
     indices = list(range(rank, len(dataset), world_size))
+    # each worker one batch ahead, two with one view: a 4x3-view batch is 12 times a training batch
+    multi_view = getattr(dataset, "views", (1, 1)) != (1, 1)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, collate_fn=_collate_readable,
-                                         **loader_options(device, workers))
+                                         **loader_options(device, workers, prefetch=1 if multi_view else 2))
     probs, labels, scored, unreadable, replaced = [], [], [], [], 0
     start = 0   # position in `indices` of the batch's first sample (the loader keeps the sampler's order)
     for collated, positions, left_out in tqdm(loader, desc="eval", disable=not progress or rank != 0, leave=False):
@@ -495,12 +497,12 @@ def predictions(model, dataset, device, amp, batch_size, workers=0, progress=Fal
         if collated is None:
             continue
         videos, batch_labels, batch_replaced = collated
-        videos = model_input(videos, device)
-        videos = videos[:, None] if videos.dim() == 5 else videos            # (B, T, 3, S, S): one view
+        videos = videos.to(device, non_blocking=True)                        # uint8: normalised one view at a time
+        videos = videos[:, None] if videos.dim() == 5 else videos            # (B, V, T, 3, S, S); V = 1: one view
         view_probs = 0
         for v in range(videos.shape[1]):
             with autocast(device, amp):
-                logits = model(videos[:, v])                                 # (B, C)
+                logits = model(model_input(videos[:, v], device))            # (B, C)
             view_probs = view_probs + logits.float().softmax(-1)
         probs.append((view_probs / videos.shape[1]).cpu())
         labels.append(batch_labels)
