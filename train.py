@@ -36,7 +36,8 @@ import clip_vit
 import data
 import runtime
 from decoder import QUERIES, TEMPORAL
-from model import build_model, load_checkpoint, load_model_state, save_checkpoint, units_to_state
+from model import (CLIP_SHAPES, build_model, load_checkpoint, load_model_state, save_checkpoint,
+                   training_memory_gib, units_to_state)
 from mra import parse_grids
 from runtime import DATASET_DEFAULTS, DATASETS, defaults_help, fail, one_line_errors, rank_and_world
 
@@ -77,7 +78,9 @@ def build_parser():
     g.add_argument("--queries", default="units", choices=QUERIES,
                    help="decoder queries: units = attentive SU selection (ASU); learned = learned queries, "
                         "the ablation without SUs")
-    g.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing of the ViT blocks")
+    g.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, help="gradient checkpointing of the ViT "
+                   "blocks: less memory, about 30%% more time (default: on where model.training_memory_gib estimates "
+                   "that --per-gpu-batch would not fit the GPU without it; else off)")
     g.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache" / "text"),
                    help="cache of class and SU text embeddings")
     g = p.add_argument_group("optimisation")
@@ -201,6 +204,9 @@ def check_options(args):
     if args.workers is None:   # shared by the processes of one machine (torchrun: LOCAL_WORLD_SIZE of them)
         args.workers = runtime.default_workers(args.device, int(os.environ.get("LOCAL_WORLD_SIZE", args.gpus)))
     args.per_gpu_batch = min(args.per_gpu_batch, max(1, args.batch_size // processes))
+    if args.device == "cuda" and args.clip in CLIP_SHAPES:
+        args.grad_ckpt = choose_grad_ckpt(args, torch.cuda.get_device_properties(0).total_memory / 2**30)
+    args.grad_ckpt = bool(args.grad_ckpt)
     if args.batch_size % (args.per_gpu_batch * processes):
         fail(f"--batch-size {args.batch_size} is not a multiple of --per-gpu-batch {args.per_gpu_batch} x "
              f"{processes} processes")
@@ -211,6 +217,32 @@ def check_options(args):
     if args.clip != "tiny" and args.clip not in clip_vit.MODEL_URLS and not Path(args.clip).is_file():
         fail(f"--clip {args.clip}: no such file (or give one of {', '.join(clip_vit.MODEL_URLS)}, or 'tiny')")
     runtime.check_out(args.out, fresh=args.resume is None, overwrite=args.overwrite)
+
+
+GPU_MEMORY_USABLE = 0.85   # of a GPU's memory, for the estimate: the CUDA context, the allocator's slack, ASU's heads
+
+
+def choose_grad_ckpt(args, gpu_gib):
+    """--grad-ckpt from the memory estimate of a named CLIP on a GPU of `gpu_gib`: left unset, on when the batch
+    would not fit without it (with a note); ends in one line where even with it the estimate does not fit, or
+    where --no-grad-ckpt asks for what does not fit."""
+    usable = GPU_MEMORY_USABLE * gpu_gib
+    need = {ckpt: training_memory_gib(args.clip, args.frames, args.size, args.per_gpu_batch, ckpt, args.amp)
+            for ckpt in (False, True)}
+    what = f"{args.clip}, {args.frames} frames at {args.size} px, --per-gpu-batch {args.per_gpu_batch}"
+    if need[True] > usable:
+        fail(f"--per-gpu-batch {args.per_gpu_batch}: {what} needs about {need[True]:.0f} GiB per GPU even with "
+             f"--grad-ckpt (by estimate; {gpu_gib:.0f} GiB here): lower --per-gpu-batch (gradients accumulate up "
+             "to --batch-size)")
+    if need[False] <= usable or args.grad_ckpt is not None:
+        if args.grad_ckpt is False and need[False] > usable:
+            fail(f"--no-grad-ckpt: {what} needs about {need[False]:.0f} GiB per GPU without it (by estimate; "
+                 f"{gpu_gib:.0f} GiB here): drop --no-grad-ckpt ({need[True]:.0f} GiB) or lower --per-gpu-batch")
+        return bool(args.grad_ckpt)
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"note: --grad-ckpt on: {what} needs about {need[False]:.0f} GiB per GPU without it, "
+              f"{need[True]:.0f} GiB with it (by estimate; {gpu_gib:.0f} GiB here)", file=sys.stderr)
+    return True
 
 
 def epoch_indices(num_samples, seed, epoch, rank, world_size, global_batch):

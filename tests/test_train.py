@@ -270,7 +270,7 @@ def test_cli_error_has_no_traceback(workdir, tmp_path):
 def test_design_notes_defaults_table_matches_the_code():
     """DESIGN.md's per-dataset defaults table says what runtime.DATASET_DEFAULTS holds, row by row."""
     import runtime
-    lines = (REPO / "DESIGN.md").read_text().split("## Per-dataset defaults", 1)[1].splitlines()
+    lines = (REPO / "DESIGN.md").read_text().split("## Per-dataset defaults", 1)[1].split("\n## ")[0].splitlines()
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if line.startswith("| ")]
     header, rows = rows[0], rows[1:]
     assert header[0] == "dataset" and {row[0] for row in rows} == set(runtime.DATASETS)
@@ -538,6 +538,24 @@ def test_steps_the_grad_scaler_skips_are_counted_and_a_run_of_them_stops():
         for _ in range(train.MAX_SKIPPED_IN_A_ROW):
             step(float("inf"))
     assert error.value.code == 2 and sums.skipped_steps == 1 + train.MAX_SKIPPED_IN_A_ROW
+
+
+def test_grad_ckpt_is_switched_on_where_the_estimate_needs_it_and_refused_where_nothing_fits(capsys):
+    """On an 80 GiB GPU, ViT-L/14@336px at 16 frames x batch 8 fits only with --grad-ckpt (DESIGN.md, "GPU memory"):
+    unset, it is switched on with a note; --no-grad-ckpt ends in one line naming the flag; at 8 frames it stays off;
+    a batch that fits neither way ends in one line naming --per-gpu-batch."""
+    import argparse
+
+    def options(frames, grad_ckpt=None, per_gpu_batch=8):
+        return argparse.Namespace(clip="ViT-L/14@336px", frames=frames, size=336, per_gpu_batch=per_gpu_batch,
+                                  amp="bf16", grad_ckpt=grad_ckpt)
+    assert train.choose_grad_ckpt(options(16), 80) is True
+    assert "--grad-ckpt on" in capsys.readouterr().err
+    assert train.choose_grad_ckpt(options(8), 80) is False and train.choose_grad_ckpt(options(8, True), 80) is True
+    for asked, flag in ((options(16, False), "--no-grad-ckpt"), (options(32, None, 64), "--per-gpu-batch 64")):
+        with pytest.raises(SystemExit) as error:
+            train.choose_grad_ckpt(asked, 80)
+        assert error.value.code == 2 and str(error.value).startswith(flag) and "\n" not in str(error.value)
 
 
 def test_resume_works_out_the_workers_again(workdir, reference, monkeypatch):
