@@ -578,3 +578,25 @@ def test_resume_under_another_amp_mode_runs(workdir, capsys):
     log = train.main(["--resume", str(out / "last.pt"), "--amp", "off"])
     assert [r["epoch"] for r in log] == [1, 2, 3] and all(math.isfinite(r["train_loss"]) for r in log)
     assert json.loads((out / "args.json").read_text())["amp"] == "off"
+
+
+def test_gpu_check_runs_its_cpu_path_and_fails_on_an_unusable_gpu(tmp_path):
+    """bench/gpu_check.sh --device cpu: the GPU check's whole path (synthetic set, loader workers, one-rank DDP,
+    train.py's step, profiler) on the tiny CLIP, one summary line. A machine with a GPU that torch cannot use (a
+    stand-in nvidia-smi lists one here) fails instead of passing without measuring anything."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    result = subprocess.run(["bash", "bench/gpu_check.sh", "--device", "cpu"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("gpu_check: CPU") and "1-rank DDP" in line, line
+    for field in ("clips/s", "data wait", "MFU", "peak memory", "attention"):
+        assert field in line, (field, line)
+    assert line.split("attention ")[1].split(",")[0] in ("flash", "memory-efficient", "math", "flash+memory-efficient")
+    if not torch.cuda.is_available():
+        fake = tmp_path / "nvidia-smi"
+        fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'\n")
+        fake.chmod(0o755)
+        result = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=REPO, capture_output=True, text=True,
+                                timeout=120, env={**env, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+        assert result.returncode == 1 and "a GPU is present but torch cannot use it" in result.stdout, result.stdout
