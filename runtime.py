@@ -310,6 +310,7 @@ def _run_in_group(fn, args, rank, world_size, local_rank, init_method):
         dist.barrier()
         return result
     finally:
+        _groups.clear()
         dist.destroy_process_group()
 
 

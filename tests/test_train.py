@@ -511,7 +511,7 @@ def test_non_finite_loss_skips_its_step_and_a_run_of_them_stops(workdir, monkeyp
     assert error.value.code == 2 and "10 optimiser steps in a row had a non-finite loss" in str(error.value)
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`")   # a skipped first step, as meant
+@pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")   # lr_scheduler's: a skipped first step, as meant
 def test_steps_the_grad_scaler_skips_are_counted_and_a_run_of_them_stops():
     """fp16: a step whose gradients overflow is skipped by the GradScaler itself (the loss was finite); it counts in
     skipped_steps and in the ten-in-a-row stop like a non-finite loss, and a finite step resets the row."""
