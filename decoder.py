@@ -113,8 +113,9 @@ class TemporalContrast(nn.Module):
 
     def forward(self, frame_features):
         half = frame_features.shape[1] // 2
-        if half == 0:   # one frame: no order to read
-            return torch.zeros_like(self.proj(frame_features[:, 0]))
+        if half == 0:   # one frame: no order to read. Zero, but through proj: under DDP every parameter must
+            # take part in backward (its gradient here is zero), or the reducer waits for it and the next step fails
+            return self.proj(frame_features[:, 0]) * 0                                            # (B, D)
         contrast = frame_features[:, -half:].mean(dim=1) - frame_features[:, :half].mean(dim=1)   # (B, D)
         return self.proj(contrast)                                                                # (B, D)
 

@@ -17,7 +17,8 @@ Also here: `build_model(options, class_names)`, the ASU that train.py's options 
 `model_from_checkpoint(checkpoint, path)`, the ASU a checkpoint holds (train.py and eval.py both build through
 them); the SU bank a checkpoint carries goes in and out through `units_to_state` / `units_from_state`; checkpoint
 files are written with `save_checkpoint` (atomically) and read with `load_checkpoint`, which names what a file is
-when it is not a train.py checkpoint (a CLIP file, a video, ...) in one line.
+when it is not a train.py checkpoint (a CLIP file, a video, ...) in one line. `training_memory_gib` estimates one
+training process's GPU memory (train.py switches --grad-ckpt on by it).
 """
 import argparse
 import re
@@ -328,3 +329,30 @@ def load_checkpoint(path, mmap=False):
     if missing := [key for key in CHECKPOINT_OPTIONS if key not in options]:
         fail(f"checkpoint {path}: its options (args) lack {', '.join(missing)}; not a checkpoint of this train.py")
     return state
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Memory of a training process, estimated (not measured: DESIGN.md, "GPU memory", has the table)
+
+# OpenAI's CLIPs: visual (width, layers, patch) and parameter counts (visual: trained; text tower: frozen)
+CLIP_SHAPES = {"ViT-B/32": (768, 12, 32, 88e6, 63e6), "ViT-B/16": (768, 12, 16, 86e6, 63e6),
+               "ViT-L/14": (1024, 24, 14, 304e6, 123e6), "ViT-L/14@336px": (1024, 24, 14, 304e6, 123e6)}
+# Bytes kept for backward per token and unit of width in one ViT block under 16-bit autocast: 34 (Korthikanti et
+# al., 2022, "Reducing activation recomputation", with an attention kernel that keeps no tokens x tokens matrix,
+# as scaled_dot_product_attention's flash and memory-efficient kernels do), + 8 for QuickGELU's sigmoid and its
+# input, + 4 for the two LayerNorms' fp32 inputs. Without autocast (fp32) every tensor is twice as large.
+BLOCK_BYTES_PER_TOKEN_WIDTH = 46
+
+
+def training_memory_gib(clip, frames, size, per_gpu_batch, grad_ckpt, amp="bf16", region_tokens=13):
+    """Estimated GPU memory (GiB) of one training process with a CLIP of CLIP_SHAPES: the trained visual weights
+    with their gradients and AdamW's two moments (16 bytes a parameter), the frozen text tower (4), and the ViT's
+    activations for frames x per_gpu_batch images of (size / patch)^2 + 1 + region_tokens tokens. With grad_ckpt
+    a block keeps only its fp32 input (4 bytes per token and unit of width) and one block at a time is recomputed
+    in full. ASU's modules after the ViT (selection, decoder) and the allocator's slack are left out: a lower
+    bound, good to a few tens of per cent."""
+    width, layers, patch, visual_params, text_params = CLIP_SHAPES[clip]
+    tokens = frames * per_gpu_batch * ((size // patch) ** 2 + 1 + region_tokens)
+    block = BLOCK_BYTES_PER_TOKEN_WIDTH * (1 if amp in ("bf16", "fp16") else 2) * tokens * width
+    activations = layers * 4 * tokens * width + block if grad_ckpt else layers * block
+    return (16 * visual_params + 4 * text_params + activations) / 2**30

@@ -5,8 +5,8 @@ imports no other file of this project (they import it).
 
 - Processes: `launch(fn, args)` runs fn(args, device) here, in `--gpus N` spawned processes (NCCL on CUDA, gloo
   with `--device cpu`), or in the torchrun group whose RANK / WORLD_SIZE / LOCAL_RANK are set.
-- Device and precision: `resolve_device`, `resolve_amp`, `default_workers`, `loader_options`, `model_input` (uint8
-  clips to CLIP's normalised floats on the device), `flush_denormals`, `autocast`.
+- Device and precision: `resolve_device`, `resolve_amp`, `usable_cpus`, `default_workers`, `loader_options`,
+  `model_input` (uint8 clips to CLIP's normalised floats on the device), `flush_denormals`, `use_tf32`, `autocast`.
 - Prediction: `predictions(model, dataset, ...)` -> Predictions: probabilities (N, C) and labels (N,) of the N
   scored samples, their indices and the unreadable ones left out ({"path", "reason"}), gathered over ranks in sample
   order; `accuracy(probs, labels, class_names)` -> top-1, top-5, mean
@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -236,13 +237,22 @@ def resolve_amp(args):
         args.amp = ("bf16" if bf16 else "fp16") if args.device == "cuda" else "off"
 
 
+def usable_cpus():
+    """The cores this process may run on: the CPU set a SLURM job or a container grants (sched_getaffinity), which
+    os.cpu_count() ignores (it counts the whole machine's)."""
+    with contextlib.suppress(AttributeError, OSError):   # sched_getaffinity: Linux only
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_workers(device, processes=1):
     """Loader workers per process. On CUDA each of the machine's `processes` (one per GPU) gets its share of the
-    cores less one for its own training loop, at most 16 (each worker holds a decoder and prefetched batches); on
-    a CPU the workers take cores from the model's threads, so none on a small machine."""
+    usable cores less one for its own training loop, with no cap: decoding full-size video gives 2.5-4 training
+    clips/s per worker, and a GPU takes hundreds (README, "Training on real data"); on a CPU the workers take cores
+    from the model's threads, so none on a small machine."""
     if device == "cuda":
-        return max(1, min(16, (os.cpu_count() or 1) // processes - 1))
-    return (os.cpu_count() or 1) // 4
+        return max(1, usable_cpus() // processes - 1)
+    return usable_cpus() // 4
 
 
 def _ignore_stop_signals(worker_id):
@@ -252,13 +262,14 @@ def _ignore_stop_signals(worker_id):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def loader_options(device, workers, persistent=False):
-    """DataLoader settings: pinned memory for faster, asynchronous copies to a GPU; with workers, each keeps 4
-    batches in flight (decoding times vary from video to video), ignores stop signals, and with `persistent` lives
-    as long as its loader (the training loader: one for the whole run)."""
+def loader_options(device, workers, persistent=False, prefetch=4):
+    """DataLoader settings: pinned memory for faster, asynchronous copies to a GPU; with workers, each keeps
+    `prefetch` batches in flight (4 for training: decoding times vary from video to video; evaluation asks for
+    fewer, as its multi-view items are up to 12 times larger), ignores stop signals, and with `persistent` lives as
+    long as its loader (the training loader: one for the whole run)."""
     options = dict(num_workers=workers, pin_memory=device.type == "cuda")
     if workers:
-        options.update(persistent_workers=persistent, prefetch_factor=4, worker_init_fn=_ignore_stop_signals)
+        options.update(persistent_workers=persistent, prefetch_factor=prefetch, worker_init_fn=_ignore_stop_signals)
     return options
 
 
@@ -289,6 +300,14 @@ def flush_denormals():
     torch.set_flush_denormal(True)
 
 
+def use_tf32():
+    """On CUDA, float32 matrix products and convolutions in TF32 (10-bit mantissa, 8x the fp32 rate on tensor
+    cores): what --amp off runs in, and the float32 parts outside autocast. The precision bf16 autocast already
+    accepts; a CPU is not affected."""
+    torch.set_float32_matmul_precision("high")   # one API (torch refuses a mix of it and the per-backend one)
+    torch.backends.cudnn.allow_tf32 = True
+
+
 def autocast(device, amp):
     if amp == "off":
         return contextlib.nullcontext()
@@ -308,17 +327,30 @@ def local_rank():
     return int(os.environ.get("LOCAL_RANK", rank_and_world()[0]))
 
 
+# A collective that waits longer than this fails (NCCL's own default: 10 minutes). Steps take seconds; the longest
+# regular wait is for rank 0 writing a large checkpoint. A hung rank is found after this long.
+COLLECTIVE_TIMEOUT = timedelta(minutes=30)
+# Ranks that wait for their machine's local rank 0 to set up (render synthetic data, download CLIP, encode the class
+# and SU texts, look for every listed video: minutes for 240k videos on a slow file system) wait on a gloo group of
+# their own with this limit, not on NCCL's (rank_zero_first).
+SETUP_TIMEOUT = timedelta(hours=3)
+_groups = {}
+
+
 def _run_in_group(fn, args, rank, world_size, local_rank, init_method):
     if args.device == "cuda":
-        torch.cuda.set_device(local_rank)
+        torch.cuda.set_device(local_rank)   # before NCCL starts, so each rank's communicator is on its own GPU
         device = torch.device("cuda", local_rank)
+        use_tf32()
     else:
         device = torch.device("cpu")
-        # Processes on a CPU share its cores; oversubscribed threads make every process slower.
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
-    dist.init_process_group("nccl" if args.device == "cuda" else "gloo", init_method=init_method,
-                            rank=rank, world_size=world_size)
+    # The processes of a machine share its cores; oversubscribed intra-op threads make every process slower.
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+    torch.set_num_threads(max(1, usable_cpus() // local_world))
+    dist.init_process_group("nccl" if args.device == "cuda" else "gloo", init_method=init_method, rank=rank,
+                            world_size=world_size, timeout=COLLECTIVE_TIMEOUT,
+                            device_id=device if args.device == "cuda" else None)
+    _groups["setup"] = dist.new_group(backend="gloo", timeout=SETUP_TIMEOUT)
     try:
         result = fn(args, device)
         # Leave together, so that no rank closes its connections while another (rank 0, still writing the last
@@ -326,6 +358,7 @@ def _run_in_group(fn, args, rank, world_size, local_rank, init_method):
         dist.barrier()
         return result
     finally:
+        _groups.clear()
         dist.destroy_process_group()
 
 
@@ -370,6 +403,8 @@ def launch(fn, args):
         return _run_in_group(fn, args, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
                              int(os.environ.get("LOCAL_RANK", 0)), "env://")
     if args.gpus <= 1:
+        if args.device == "cuda":
+            use_tf32()
         return fn(args, torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu"))
     # The ranks meet through a file, not a TCP port: a port found free here can be taken by another program
     # before the ranks bind it (seen as a hang when several runs start at once).
@@ -397,13 +432,15 @@ def launch(fn, args):
 @contextlib.contextmanager
 def rank_zero_first():
     """Local rank 0 of each machine runs the body first (generating synthetic data, downloading CLIP weights,
-    filling caches: per-machine work), then the other ranks, which find it done."""
+    filling caches: per-machine work), then the other ranks, which find it done. They wait on the gloo group made
+    for this (SETUP_TIMEOUT), so no NCCL collective is pending meanwhile."""
     rank, world_size = rank_and_world()
+    group = _groups.get("setup") if world_size > 1 else None
     if local_rank() != 0:
-        dist.barrier()
+        dist.barrier(group=group)
     yield
     if local_rank() == 0 and world_size > 1:
-        dist.barrier()
+        dist.barrier(group=group)
 
 
 def rng_state():
@@ -493,8 +530,10 @@ def predictions(model, dataset, device, amp, batch_size, workers=0, progress=Fal
     model.eval()
     rank, world_size = rank_and_world()
     indices = list(range(rank, len(dataset), world_size))
+    # each worker one batch ahead, two with one view: a 4x3-view batch is 12 times a training batch
+    multi_view = getattr(dataset, "views", (1, 1)) != (1, 1)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=indices, collate_fn=_collate_readable,
-                                         **loader_options(device, workers))
+                                         **loader_options(device, workers, prefetch=1 if multi_view else 2))
     probs, labels, scored, unreadable, replaced = [], [], [], [], 0
     start = 0   # position in `indices` of the batch's first sample (the loader keeps the sampler's order)
     for collated, positions, left_out in tqdm(loader, desc="eval", disable=not progress or rank != 0, leave=False):
@@ -507,12 +546,12 @@ def predictions(model, dataset, device, amp, batch_size, workers=0, progress=Fal
         if collated is None:
             continue
         videos, batch_labels, batch_replaced = collated
-        videos = model_input(videos, device)
-        videos = videos[:, None] if videos.dim() == 5 else videos            # (B, T, 3, S, S): one view
+        videos = videos.to(device, non_blocking=True)                        # uint8: normalised one view at a time
+        videos = videos[:, None] if videos.dim() == 5 else videos            # (B, V, T, 3, S, S); V = 1: one view
         view_probs = 0
         for v in range(videos.shape[1]):
             with autocast(device, amp):
-                logits = model(videos[:, v])                                 # (B, C)
+                logits = model(model_input(videos[:, v], device))            # (B, C)
             view_probs = view_probs + logits.float().softmax(-1)
         probs.append((view_probs / videos.shape[1]).cpu())
         labels.append(batch_labels)

@@ -37,7 +37,8 @@ import data
 import runtime
 import synthetic
 from decoder import QUERIES, TEMPORAL
-from model import MAX_FRAMES, build_model, load_checkpoint, load_model_state, save_checkpoint, units_to_state
+from model import (CLIP_SHAPES, MAX_FRAMES, build_model, load_checkpoint, load_model_state, save_checkpoint,
+                   training_memory_gib, units_to_state)
 from mra import parse_grids
 from runtime import DATASET_DEFAULTS, DATASETS, defaults_help, fail, one_line_errors, rank_and_world
 
@@ -64,8 +65,8 @@ def build_parser():
     g.add_argument("--shots", type=int, help="few-shot: K training videos per class from split-1 train (default: all)")
     g.add_argument("--frames", type=int, help=per_dataset("frames", "frames per clip"))
     g.add_argument("--size", type=int, help=per_dataset("size", "input size in pixels"))
-    g.add_argument("--workers", type=int, help="loader workers per process (default on CUDA: the machine's cores / "
-                                               "GPUs in use - 1, at most 16; on the CPU: cores / 4)")
+    g.add_argument("--workers", type=int, help="loader workers per process (default on CUDA: the cores this process "
+                   "may use / GPUs in use on the machine - 1; on the CPU: those cores / 4; worked out again on resume)")
     g.add_argument("--strict", action="store_true", help="stop at an unreadable video instead of replacing it")
     g = p.add_argument_group("model")
     g.add_argument("--clip", help=per_dataset("clip", "CLIP weights: name (ViT-B/16), file, 'tiny-pretrained' (the "
@@ -83,7 +84,9 @@ def build_parser():
     g.add_argument("--queries", default="units", choices=QUERIES,
                    help="decoder queries: units = attentive SU selection (ASU); learned = learned queries, "
                         "the ablation without SUs")
-    g.add_argument("--grad-ckpt", action="store_true", help="gradient checkpointing of the ViT blocks")
+    g.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, help="gradient checkpointing of the ViT "
+                   "blocks: less memory, about 30%% more time (default: on where model.training_memory_gib estimates "
+                   "that --per-gpu-batch would not fit the GPU without it; else off)")
     g.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache" / "text"),
                    help="cache of class and SU text embeddings")
     g = p.add_argument_group("optimisation")
@@ -163,6 +166,8 @@ def resumed_options(args, given):
         fail(f"--resume {path}: its options (args) lack {', '.join(missing)}; not a last.pt of this train.py")
     options = dict(ckpt["args"], out=str(path.parent))   # the run's folder is where its checkpoint is now
     options.setdefault("test_views", "none")   # runs from before --test-views existed
+    if "workers" not in given:   # worked out again for this machine and --gpus (check_options)
+        options["workers"] = None
     if "out" in given and Path(args.out).resolve() != path.parent.resolve():
         fail(f"--out {args.out}: a resumed run writes into its checkpoint's folder {path.parent}")
     changes = []
@@ -231,6 +236,9 @@ def check_options(args):
     if args.workers is None:   # shared by the processes of one machine (torchrun: LOCAL_WORLD_SIZE of them)
         args.workers = runtime.default_workers(args.device, int(os.environ.get("LOCAL_WORLD_SIZE", args.gpus)))
     args.per_gpu_batch = min(args.per_gpu_batch, max(1, args.batch_size // processes))
+    if args.device == "cuda" and args.clip in CLIP_SHAPES:
+        args.grad_ckpt = choose_grad_ckpt(args, torch.cuda.get_device_properties(0).total_memory / 2**30)
+    args.grad_ckpt = bool(args.grad_ckpt)
     if args.batch_size % (args.per_gpu_batch * processes):
         fail(f"--batch-size {args.batch_size} is not a multiple of --per-gpu-batch {args.per_gpu_batch} x "
              f"{processes} processes")
@@ -244,6 +252,32 @@ def check_options(args):
     if args.clip not in TINY_CLIPS and args.clip not in clip_vit.MODEL_URLS and not Path(args.clip).is_file():
         fail(f"--clip {args.clip}: no such file (or give one of {', '.join(list(clip_vit.MODEL_URLS) + list(TINY_CLIPS))})")
     runtime.check_out(args.out, fresh=args.resume is None, overwrite=args.overwrite)
+
+
+GPU_MEMORY_USABLE = 0.85   # of a GPU's memory, for the estimate: the CUDA context, the allocator's slack, ASU's heads
+
+
+def choose_grad_ckpt(args, gpu_gib):
+    """--grad-ckpt from the memory estimate of a named CLIP on a GPU of `gpu_gib`: left unset, on when the batch
+    would not fit without it (with a note); ends in one line where even with it the estimate does not fit, or
+    where --no-grad-ckpt asks for what does not fit."""
+    usable = GPU_MEMORY_USABLE * gpu_gib
+    need = {ckpt: training_memory_gib(args.clip, args.frames, args.size, args.per_gpu_batch, ckpt, args.amp)
+            for ckpt in (False, True)}
+    what = f"{args.clip}, {args.frames} frames at {args.size} px, --per-gpu-batch {args.per_gpu_batch}"
+    if need[True] > usable:
+        fail(f"--per-gpu-batch {args.per_gpu_batch}: {what} needs about {need[True]:.0f} GiB per GPU even with "
+             f"--grad-ckpt (by estimate; {gpu_gib:.0f} GiB here): lower --per-gpu-batch (gradients accumulate up "
+             "to --batch-size)")
+    if need[False] <= usable or args.grad_ckpt is not None:
+        if args.grad_ckpt is False and need[False] > usable:
+            fail(f"--no-grad-ckpt: {what} needs about {need[False]:.0f} GiB per GPU without it (by estimate; "
+                 f"{gpu_gib:.0f} GiB here): drop --no-grad-ckpt ({need[True]:.0f} GiB) or lower --per-gpu-batch")
+        return bool(args.grad_ckpt)
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"note: --grad-ckpt on: {what} needs about {need[False]:.0f} GiB per GPU without it, "
+              f"{need[True]:.0f} GiB with it (by estimate; {gpu_gib:.0f} GiB here)", file=sys.stderr)
+    return True
 
 
 def epoch_indices(num_samples, seed, epoch, rank, world_size, global_batch):
@@ -334,19 +368,24 @@ def step_controls(run, step_finite):
 
 def optimizer_step(run, nonfinite, sums, where):
     """Apply the accumulated gradients (unscaled, clipped), or skip them on every rank when some rank's loss was
-    non-finite; the schedule steps either way. Returns the lr this step ran with (group 0: the CLIP weights)."""
-    sums.skipped_steps += int(nonfinite)
-    run.skipped_in_a_row = run.skipped_in_a_row + 1 if nonfinite else 0
-    if run.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
-        fail(f"{run.skipped_in_a_row} optimiser steps in a row had a non-finite loss ({where}); lower --lr or try "
-             "--amp off")
+    non-finite; the schedule steps either way. With fp16 the GradScaler also skips a step whose gradients overflowed
+    (and halves its scale): such a step counts as skipped too. Returns the lr this step ran with (group 0: the CLIP
+    weights)."""
     if not nonfinite:
         if run.args.clip_grad > 0:
             run.scaler.unscale_(run.optimizer)
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.args.clip_grad)
+        scale = run.scaler.get_scale() if run.scaler.is_enabled() else None   # fp16 only: a GPU sync
         run.scaler.step(run.optimizer)
         run.scaler.update()
+        # the gradients are all-reduced, so every rank's scaler finds the same overflow
+        nonfinite = scale is not None and run.scaler.get_scale() < scale
     run.optimizer.zero_grad(set_to_none=True)
+    sums.skipped_steps += int(nonfinite)
+    run.skipped_in_a_row = run.skipped_in_a_row + 1 if nonfinite else 0
+    if run.skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+        fail(f"{run.skipped_in_a_row} optimiser steps in a row had a non-finite loss or gradients ({where}); lower "
+             "--lr or try --amp bf16 / off")
     lr = run.scheduler.get_last_lr()[0]   # read before scheduler.step() moves on to the next step's
     run.scheduler.step()
     return lr
@@ -436,6 +475,14 @@ def final_test(run, device):
     return dict(data=args.data, views=args.test_views, **scores)
 
 
+def distributed_model(model, device):
+    """DDP around the model. The buffers (text embeddings) are equal on all ranks and never change: DDP need not
+    broadcast them; the gradients are views into DDP's all-reduce buckets (one copy fewer of them in memory)."""
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
+        gradient_as_bucket_view=True)
+
+
 def setup_run(args, device):
     """The run (data, model, optimiser, schedule, scaler; restored from --resume), start epoch, step and sums."""
     rank, world_size = rank_and_world()
@@ -443,7 +490,8 @@ def setup_run(args, device):
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     np.random.seed(args.seed)
-    ckpt = load_checkpoint(args.resume) if args.resume else None
+    # mmap: each rank reads the tensors it copies, from the page cache the ranks of a machine share
+    ckpt = load_checkpoint(args.resume, mmap=True) if args.resume else None
     with runtime.rank_zero_first(), one_line_errors():  # per machine: synthetic data, CLIP download, text cache
         options = dataset_options(args)
         train_set = data.build_dataset(args.data, args.data_root, "train", train=True, shots=args.shots, **options)
@@ -455,14 +503,13 @@ def setup_run(args, device):
     train_sampler = data.EpochSampler()
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=args.per_gpu_batch, sampler=train_sampler,
                                                **runtime.loader_options(device, args.workers, persistent=True))
+    # fused: one kernel for all parameters on CUDA (the CPU's fused AdamW is no faster than the default there)
     optimizer = torch.optim.AdamW(model.param_groups(args.lr, args.new_module_lr_mult, args.weight_decay),
-                                  betas=(0.9, 0.98), eps=1e-8)
+                                  betas=(0.9, 0.98), eps=1e-8, fused=device.type == "cuda")
     warmup_steps, total_steps = round(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, args.min_lr_ratio))
-    # the buffers (text embeddings) are equal on all ranks and never change: DDP need not broadcast them
-    ddp_model = model if world_size == 1 else torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
+    ddp_model = model if world_size == 1 else distributed_model(model, device)
     run = argparse.Namespace(args=args, model=model, ddp_model=ddp_model, optimizer=optimizer, scheduler=scheduler,
                              scaler=torch.amp.GradScaler(device.type, enabled=args.amp == "fp16"),
                              train_set=train_set, val_set=val_set, train_sampler=train_sampler,

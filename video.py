@@ -1,4 +1,5 @@
-"""Video decoding with PyAV: the first stage of the data pipeline, before the paper's TSN sampling (data.py).
+"""Video decoding with PyAV: the first stage of the data pipeline, before the paper's TSN sampling (data.py); and
+the dataset preparation command that re-encodes a dataset at the size training reads it (`resize`, at the end).
 
 In:  a video file and `pick`, a callable n -> frame indices (data.sample_indices for TSN), plus the short side the
      transform needs.
@@ -15,11 +16,19 @@ frame is ever copied. A file that breaks an assumption on the way is read again 
 import bisect
 import contextlib
 import itertools
+import multiprocessing
+import os
+import shutil
+import sys
 from collections import namedtuple
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+from tqdm import tqdm
+
+import runtime
 
 # our reading: a seek plus decoder flush costs less than decoding a few frames; a target fewer packets than this
 # beyond the decoder's position is reached by decoding through (bench/data_speed.py shows the net effect)
@@ -224,3 +233,164 @@ def read_frames(path, pick, short_side=None):
     except (av.FFmpegError, OSError, EOFError, UnicodeDecodeError) as error:
         raise VideoReadError(path, f"{type(error).__name__}: {error}") from error
     return np.stack([found[i] for i in indices.tolist()]), indices
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Dataset preparation: python video.py resize SRC DST --short-side 256 --workers N
+#
+# A 1080p file decodes at a few training items per second per worker, far short of what a GPU takes; the same video
+# at short side 256 decodes many times faster (README, "Training on real data"). Peers do this with an ffmpeg
+# shell-out per file (mmaction2's tools/data/resize_videos.py); here PyAV decodes, swscale scales (SCALING, as
+# read_frames does), libx264 encodes with a fixed keyframe interval (read_frames seeks to keyframes), no audio.
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv")
+# A re-encoded video keeps its source's name (annotation files list the names), so the container follows the name.
+# WebM cannot hold H.264: those files hold Matroska, of which WebM is a subset (readers look at the content).
+# AVI stores no presentation times, so an AVI gets no B-frames: decode order is then display order.
+MUXER_OF_SUFFIX = {".avi": "avi", ".mkv": "matroska", ".webm": "matroska", ".flv": "flv"}   # others: mp4
+ENCODER_PRESET = "fast"   # libx264's speed / size trade-off (ffmpeg's default is medium: smaller files, slower)
+FAILURES_FILE = "resize_failures.txt"
+
+
+def scaled_size(width, height, short_side):
+    """(width, height) with the short side `short_side`, aspect kept, both even (H.264's 4:2:0 needs it); a video
+    already that small keeps its size (rounded down to even): never scaled up."""
+    scale = min(1.0, short_side / min(width, height))
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def _temporary(target):
+    """Where `target` is written until it is complete: hidden, beside it, the same for every run (a run that was
+    killed leaves it; the next one writes it again)."""
+    return target.with_name(f".{target.name}.part")
+
+
+def resize_video(source, target, short_side=256, gop=16, crf=23):
+    """Re-encode `source` with H.264 at short side `short_side` (every frame, in decode order, at its average frame
+    rate), a keyframe every `gop` frames, quality `crf`, no audio; into a temporary file renamed to `target` once
+    complete. Returns the number of frames. Raises VideoReadError for a source that cannot be read."""
+    source, target = Path(source), Path(target)
+    temporary = _temporary(target)
+    x264 = f"keyint={gop}:min-keyint={gop}:scenecut=0" + (":bframes=0" if target.suffix.lower() == ".avi" else "")
+    try:
+        with av.open(str(source)) as container:
+            if not container.streams.video:
+                raise VideoReadError(source, "no video stream")
+            stream_in = container.streams.video[0]
+            stream_in.codec_context.thread_count = DECODER_THREADS   # one process per file: one thread each
+            rate = stream_in.average_rate or stream_in.guessed_rate or Fraction(30)
+            with av.open(str(temporary), "w", format=MUXER_OF_SUFFIX.get(target.suffix.lower(), "mp4")) as output:
+                stream, count = None, 0
+                for frame in container.decode(stream_in):
+                    if stream is None:   # the size of the first frame sets the output's
+                        width, height = scaled_size(frame.width, frame.height, short_side)
+                        stream = output.add_stream("libx264", rate=rate)
+                        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                        stream.options = {"preset": ENCODER_PRESET, "crf": str(crf), "threads": "1",
+                                          "x264-params": x264}
+                    small = frame.reformat(width=width, height=height, format="yuv420p", interpolation=SCALING,
+                                           threads=DECODER_THREADS)
+                    small.pts, small.time_base = count, 1 / Fraction(rate)   # frame k at k / rate
+                    output.mux(stream.encode(small))
+                    count += 1
+                if stream is None:
+                    raise VideoReadError(source, "no decodable video frames")
+                output.mux(stream.encode())
+        os.replace(temporary, target)
+        return count
+    except (av.FFmpegError, OSError, EOFError, UnicodeDecodeError) as error:
+        raise VideoReadError(source, f"{type(error).__name__}: {error}") from error
+    finally:
+        temporary.unlink(missing_ok=True)   # still there only when something failed
+
+
+def _resize_job(job):
+    """One file in a pool worker -> (relative path, reason or None). Never raises: a bad file is reported."""
+    source, target, short_side, gop, crf = job
+    try:
+        resize_video(source, target, short_side, gop, crf)
+        return source, None
+    except VideoReadError as error:
+        return source, error.reason
+    except Exception as error:   # anything else one file does to the decoder is that file's failure, not the run's
+        return source, f"{type(error).__name__}: {runtime.first_line(error)}"
+
+
+def resize_tree(source_root, target_root, short_side=256, gop=16, crf=23, workers=1, progress=True):
+    """Every video under `source_root` re-encoded (resize_video) to the same relative path under `target_root`, in
+    `workers` processes; other files (annotation lists) copied; a video whose target exists is kept (a finished
+    file: targets appear only by a rename). Unreadable videos are listed, never fatal: with their reasons on stderr
+    and in target_root/resize_failures.txt (empty when none). Returns {"done", "kept", "failed": [(path, reason)],
+    "bytes_before", "bytes_after"} (the sizes over the videos done and kept)."""
+    source_root, target_root = Path(source_root), Path(target_root)
+    files = sorted(p for p in source_root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    jobs, kept = [], []
+    for path in files:
+        target = target_root / path.relative_to(source_root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            if not target.exists():
+                with runtime.atomic_write(target) as file, open(path, "rb") as original:
+                    shutil.copyfileobj(original, file)
+        elif target.exists():
+            kept.append(path)
+        else:
+            jobs.append((path, target, short_side, gop, crf))
+    failed = []
+    # fork: the workers need nothing but this module; chunksize 1: files take very different times
+    with multiprocessing.get_context("fork").Pool(max(1, min(workers, len(jobs) or 1))) as pool:
+        results = pool.imap_unordered(_resize_job, jobs, chunksize=1)
+        for source, reason in tqdm(results, total=len(jobs), desc="resize", unit="video", disable=not progress):
+            if reason is not None:
+                failed.append((str(source.relative_to(source_root)), reason))
+    failed.sort()
+    runtime.write_text_atomic(target_root / FAILURES_FILE, "".join(f"{path}\t{reason}\n" for path, reason in failed))
+    finished = kept + [job[0] for job in jobs if str(job[0].relative_to(source_root)) not in dict(failed)]
+    return dict(done=len(jobs) - len(failed), kept=len(kept), failed=failed,
+                bytes_before=sum(p.stat().st_size for p in finished),
+                bytes_after=sum((target_root / p.relative_to(source_root)).stat().st_size for p in finished))
+
+
+def main(argv=None):
+    parser = runtime.argument_parser("video.py", "Dataset preparation with PyAV.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("resize", formatter_class=runtime.HelpFormatter,
+                            help="re-encode a folder tree of videos at a short side, for faster loading",
+                            description="Re-encode every video under SRC to the same path under DST: H.264 at the "
+                                        "short side given (never scaled up), a fixed keyframe interval, no audio. "
+                                        "Other files are copied, so DST is a --data-root. Run again, it does what "
+                                        f"is left. Unreadable videos are listed at the end and in DST/{FAILURES_FILE}.")
+    p.error = lambda message: runtime.fail(f"video.py resize: {message}")
+    p.add_argument("source", metavar="SRC", help="the dataset folder (e.g. data/k400)")
+    p.add_argument("target", metavar="DST", help="the folder to write (e.g. data/k400_256), not inside SRC")
+    p.add_argument("--short-side", type=int, default=256, help="short side in pixels, even (256 serves 224 px "
+                   "training crops, train.py's default; 320 leaves room for larger ones)")
+    p.add_argument("--gop", type=int, default=16, help="frames between keyframes (where a read can start)")
+    p.add_argument("--crf", type=int, default=23, help="libx264 quality, 0 (lossless) to 51 (worst)")
+    p.add_argument("--workers", type=int, default=runtime.usable_cpus(), help="processes, one file each "
+                   "(default: the cores this process may use)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    args = parser.parse_args(argv)
+    source, target = Path(args.source).resolve(), Path(args.target).resolve()
+    if not source.is_dir():
+        runtime.fail(f"SRC {args.source}: no such folder")
+    if target == source or source in target.parents:
+        runtime.fail(f"DST {args.target}: inside SRC {args.source} (its videos would be read as sources next time)")
+    if args.short_side < 2 or args.short_side % 2:
+        runtime.fail(f"--short-side {args.short_side}: must be even and at least 2")
+    if args.gop < 1 or args.workers < 1 or not 0 <= args.crf <= 51:
+        runtime.fail(f"--gop {args.gop}, --workers {args.workers}: at least 1; --crf {args.crf}: 0 to 51")
+    with runtime.one_line_errors(f"DST {args.target}: "):
+        target.mkdir(parents=True, exist_ok=True)
+    summary = resize_tree(source, target, args.short_side, args.gop, args.crf, args.workers, not args.no_progress)
+    for path, reason in summary["failed"]:
+        print(f"unreadable: {path}: {reason}", file=sys.stderr)
+    before, after = summary["bytes_before"], summary["bytes_after"]
+    print(f"resize: {summary['done']} videos written, {summary['kept']} already there, {len(summary['failed'])} "
+          f"unreadable (listed in {target / FAILURES_FILE}); {before / 2**30:.2f} GiB -> {after / 2**30:.2f} GiB "
+          f"({after / max(1, before):.0%} of the sources)", flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,8 @@ of decoding every frame at full resolution to RGB (as peer loaders do), and the 
 fresh process, for our decoding at size and for the full-size decoding we did before (`before` rows); every
 method is timed in turn within each repeat.
 Targets on the 1080p clip: RSS growth <= 60 MiB (train item), <= 160 MiB (4x3 test item), 4x3 time <= 0.8x.
+A last row times the training item on that clip re-encoded by `python video.py resize` (short side 256, a keyframe
+every 16 frames) against the raw file, both timed in turn. Target: >= 3x the raw file's items/s per worker.
 
     python bench/data_speed.py [--repeats N] [--part seeking|size|both]
 """
@@ -229,7 +231,17 @@ def real_resolutions(repeats):
                       f"{floor / full:>14.2f}x")
                 if "1080" in name and not before:
                     ok &= train_rss <= 60 and test_rss <= 160 and test_s / full <= 0.8
-    print("PASS" if ok else "FAIL", "(1080p targets: RSS growth <= 60 / 160 MiB, 4x3 item <= 0.8x decode-all; "
+        raw, resized = clips[1][1], Path(tmp) / "1080p_resized.mp4"
+        video.resize_video(raw, resized, short_side=256, gop=16)
+        items = dataset(raw, True), dataset(resized, True)
+        medians = steady_medians({"raw": lambda: items[0][0], "resized": lambda: items[1][0]}, repeats)
+        speedup = medians["raw"] / medians["resized"]
+        ok &= speedup >= 3
+        print(f"{'1080p, video.py resize 256':<27}{'at size':>9}{1 / medians['resized']:>11.1f}  train items/s per "
+              f"worker, {speedup:.1f}x the raw file's {1 / medians['raw']:.1f} (target >= 3x; "
+              f"{raw.stat().st_size / 2**20:.1f} -> {resized.stat().st_size / 2**20:.1f} MiB)")
+    print("PASS" if ok else "FAIL", "(1080p targets: RSS growth <= 60 / 160 MiB, 4x3 item <= 0.8x decode-all, "
+          "resized >= 3x the raw file; "
           "'x all' = item time / time to decode every frame at full size to RGB; 'x decode only': decoding alone, the "
           "floor for an item that needs the last frame)")
     return ok

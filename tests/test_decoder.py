@@ -144,6 +144,8 @@ def test_temporal_contrast_is_the_halves_difference_and_flips_with_time(T):
     assert out.shape == (3, 16)
     if T == 1:
         assert torch.equal(out, torch.zeros(3, 16))
+        out.sum().backward()   # proj takes part in backward (DDP needs every parameter to), with a zero gradient
+        assert all(p.grad is not None and not p.grad.any() for p in contrast.parameters())
         return
     half = T // 2
     expected = contrast.proj(frames[:, T - half:].mean(1) - frames[:, :half].mean(1))

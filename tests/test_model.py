@@ -211,3 +211,21 @@ def test_bf16_autocast_with_grad_checkpointing(clips):
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             assert torch.isfinite(parameter.grad).all() and parameter.grad.abs().sum() > 0, name
+
+
+def test_design_notes_memory_table_is_the_estimate():
+    """DESIGN.md's GPU memory table is what model.training_memory_gib gives (batch 8, bf16), row by row; the
+    estimate grows with frames and size, and gradient checkpointing lowers it."""
+    from pathlib import Path
+    from model import training_memory_gib
+    text = (Path(__file__).resolve().parents[1] / "DESIGN.md").read_text().split("## GPU memory", 1)[1]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.split("\n## ")[0].splitlines()
+            if line.startswith("| ") and not line.startswith("| CLIP")]
+    assert len(rows) == 9
+    for clip, frames, size, without, with_ckpt in rows:
+        for ckpt, printed in ((False, without), (True, with_ckpt)):
+            assert f"{training_memory_gib(clip, int(frames), int(size), 8, ckpt):.1f}" == printed, (clip, frames)
+        assert float(with_ckpt) < float(without)
+    assert training_memory_gib("ViT-B/16", 16, 224, 8, False) > training_memory_gib("ViT-B/16", 8, 224, 8, False)
+    assert training_memory_gib("ViT-B/16", 8, 224, 8, False, amp="off") > training_memory_gib("ViT-B/16", 8, 224, 8,
+                                                                                             False)

@@ -108,10 +108,24 @@ def test_ddp_equals_one_process_and_accumulation(workdir, one_process):
     assert (reference["clip.visual.conv1.weight"] - start).abs().max() > 1e-5
 
 
+def test_one_frame_trains_under_ddp(workdir):
+    """--frames 1 with 2 gloo processes: the temporal path has no order to read, but its parameters still take part
+    in backward, so DDP's second step does not fail waiting for their gradients."""
+    out = workdir / "one_frame"
+    log = train.main(tiny_args(workdir, out, "--frames", "1", "--size", "32", "--mra-grids", "2x2", "--epochs", "1",
+                               "--amp", "off", "--per-gpu-batch", "1", "--gpus", "2"))
+    assert json.loads((out / "args.json").read_text())["processes"] == 2
+    assert len(log) == 1 and math.isfinite(log[0]["train_loss"])
+    assert torch.load(out / "last.pt", weights_only=True)["scheduler"]["last_epoch"] == 4   # 16 clips / batch 4
+
+
 def test_torchrun_joins_its_group(workdir, one_process):
-    """Under torchrun (RANK / WORLD_SIZE / LOCAL_RANK set) train.py joins the launcher's group instead of spawning."""
+    """Under torchrun (RANK / WORLD_SIZE / LOCAL_RANK set) train.py joins the launcher's group instead of spawning,
+    started as README's multi-node command starts it (c10d rendezvous; port 0: any free one), and ends like the one
+    process with the whole batch (so like --gpus 2, test_ddp_equals_one_process_and_accumulation)."""
     out = workdir / "torchrun"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", "localhost:0", "--rdzv-id", "test", "train.py",
                *tiny_args(workdir, out, *DDP_ARGS, "--per-gpu-batch", "2")]
     env = {**os.environ, "TORCH_SHOW_CPP_STACKTRACES": "1"}  # should a rank abort, say where
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
@@ -119,6 +133,9 @@ def test_torchrun_joins_its_group(workdir, one_process):
     assert result.returncode == 0, result.stderr[:4000]
     assert json.loads((out / "args.json").read_text())["processes"] == 2
     assert_same_parameters(parameters(one_process[0]), parameters(out), atol=1e-5)
+    log = read_log(out)
+    assert len(log) == 1 and log[0]["train_loss"] == pytest.approx(one_process[1][0]["train_loss"], abs=1e-5)
+    assert log[0]["val_top1"] == one_process[1][0]["val_top1"]
 
 
 def test_resume_after_stop_equals_straight_run(workdir, reference):
@@ -254,7 +271,7 @@ def test_cli_error_has_no_traceback(workdir, tmp_path):
 def test_design_notes_defaults_table_matches_the_code():
     """DESIGN.md's per-dataset defaults table says what runtime.DATASET_DEFAULTS holds, row by row."""
     import runtime
-    lines = (REPO / "DESIGN.md").read_text().split("## Per-dataset defaults", 1)[1].splitlines()
+    lines = (REPO / "DESIGN.md").read_text().split("## Per-dataset defaults", 1)[1].split("\n## ")[0].splitlines()
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines if line.startswith("| ")]
     header, rows = rows[0], rows[1:]
     assert header[0] == "dataset" and {row[0] for row in rows} == set(runtime.DATASETS)
@@ -268,8 +285,9 @@ RESUME_FLAGS = ["--su-topk", "4", "--decoder-memory", "regions", "--epochs", "3"
 
 
 def options_of(out):
-    """args.json without the output folder (the runs compared live in different folders)."""
-    return {k: v for k, v in json.loads((Path(out) / "args.json").read_text()).items() if k != "out"}
+    """args.json without the output folder (the runs compared live in different folders) and the loader workers (a
+    resumed run works them out again for its machine)."""
+    return {k: v for k, v in json.loads((Path(out) / "args.json").read_text()).items() if k not in ("out", "workers")}
 
 
 @pytest.mark.parametrize("processes", [1, 2])
@@ -522,6 +540,61 @@ def test_non_finite_loss_skips_its_step_and_a_run_of_them_stops(workdir, monkeyp
     assert not (workdir / "nan_epoch" / "last.pt").exists() and not (workdir / "nan_epoch" / "best.pt").exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")   # lr_scheduler's: a skipped first step, as meant
+def test_steps_the_grad_scaler_skips_are_counted_and_a_run_of_them_stops():
+    """fp16: a step whose gradients overflow is skipped by the GradScaler itself (the loss was finite); it counts in
+    skipped_steps and in the ten-in-a-row stop like a non-finite loss, and a finite step resets the row."""
+    import argparse
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    run = argparse.Namespace(args=argparse.Namespace(clip_grad=1.0), model=model, optimizer=optimizer,
+                             scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+                             scaler=torch.amp.GradScaler("cpu", init_scale=2.0 ** 10), skipped_in_a_row=0)
+    sums = train.RunningSums(torch.device("cpu"))
+
+    def step(gradient):
+        run.scaler.scale(model(torch.ones(1, 3)).sum()).backward()   # what training does before a step
+        for p in model.parameters():
+            p.grad.fill_(gradient)
+        train.optimizer_step(run, False, sums, "test")
+
+    before = model.weight.detach().clone()
+    step(float("inf"))
+    assert sums.skipped_steps == 1 and run.skipped_in_a_row == 1 and torch.equal(model.weight, before)
+    step(1.0)
+    assert sums.skipped_steps == 1 and run.skipped_in_a_row == 0 and not torch.equal(model.weight, before)
+    with pytest.raises(SystemExit) as error:
+        for _ in range(train.MAX_SKIPPED_IN_A_ROW):
+            step(float("inf"))
+    assert error.value.code == 2 and sums.skipped_steps == 1 + train.MAX_SKIPPED_IN_A_ROW
+
+
+def test_grad_ckpt_is_switched_on_where_the_estimate_needs_it_and_refused_where_nothing_fits(capsys):
+    """On an 80 GiB GPU, ViT-L/14@336px at 16 frames x batch 8 fits only with --grad-ckpt (DESIGN.md, "GPU memory"):
+    unset, it is switched on with a note; --no-grad-ckpt ends in one line naming the flag; at 8 frames it stays off;
+    a batch that fits neither way ends in one line naming --per-gpu-batch."""
+    import argparse
+
+    def options(frames, grad_ckpt=None, per_gpu_batch=8):
+        return argparse.Namespace(clip="ViT-L/14@336px", frames=frames, size=336, per_gpu_batch=per_gpu_batch,
+                                  amp="bf16", grad_ckpt=grad_ckpt)
+    assert train.choose_grad_ckpt(options(16), 80) is True
+    assert "--grad-ckpt on" in capsys.readouterr().err
+    assert train.choose_grad_ckpt(options(8), 80) is False and train.choose_grad_ckpt(options(8, True), 80) is True
+    for asked, flag in ((options(16, False), "--no-grad-ckpt"), (options(32, None, 64), "--per-gpu-batch 64")):
+        with pytest.raises(SystemExit) as error:
+            train.choose_grad_ckpt(asked, 80)
+        assert error.value.code == 2 and str(error.value).startswith(flag) and "\n" not in str(error.value)
+
+
+def test_resume_works_out_the_workers_again(workdir, reference, monkeypatch):
+    """A resumed run's loader workers are this machine's default, not those of the run's first session (which the
+    checkpoint holds: --workers 0 here), unless the command line names them."""
+    monkeypatch.setattr(train.runtime, "default_workers", lambda device, processes=1: 3)
+    assert train.parse_args(["--resume", str(reference / "last.pt")]).workers == 3
+    assert train.parse_args(["--resume", str(reference / "last.pt"), "--workers", "1"]).workers == 1
+
+
 def test_resume_under_another_amp_mode_runs(workdir, capsys):
     """A bf16 run resumed with --amp fp16 (a GradScaler with no saved state) goes on, with a note that it is not
     bit-exact; and back to fp32 from that fp16 checkpoint (whose scaler state is then unused)."""
@@ -534,3 +607,25 @@ def test_resume_under_another_amp_mode_runs(workdir, capsys):
     log = train.main(["--resume", str(out / "last.pt"), "--amp", "off"])
     assert [r["epoch"] for r in log] == [1, 2, 3] and all(math.isfinite(r["train_loss"]) for r in log)
     assert json.loads((out / "args.json").read_text())["amp"] == "off"
+
+
+def test_gpu_check_runs_its_cpu_path_and_fails_on_an_unusable_gpu(tmp_path):
+    """bench/gpu_check.sh --device cpu: the GPU check's whole path (synthetic set, loader workers, one-rank DDP,
+    train.py's step, profiler) on the tiny CLIP, one summary line. A machine with a GPU that torch cannot use (a
+    stand-in nvidia-smi lists one here) fails instead of passing without measuring anything."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    result = subprocess.run(["bash", "bench/gpu_check.sh", "--device", "cpu"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("gpu_check: CPU") and "1-rank DDP" in line, line
+    for field in ("clips/s", "data wait", "MFU", "peak memory", "attention"):
+        assert field in line, (field, line)
+    assert line.split("attention ")[1].split(",")[0] in ("flash", "memory-efficient", "math", "flash+memory-efficient")
+    if not torch.cuda.is_available():
+        fake = tmp_path / "nvidia-smi"
+        fake.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'\n")
+        fake.chmod(0o755)
+        result = subprocess.run(["bash", "bench/gpu_check.sh"], cwd=REPO, capture_output=True, text=True,
+                                timeout=120, env={**env, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+        assert result.returncode == 1 and "a GPU is present but torch cannot use it" in result.stdout, result.stdout
