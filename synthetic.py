@@ -68,6 +68,15 @@ POSES = {   # pose key -> phrasings (the first is the one zero-shot tests use); 
     "air": ("in the air", "jumping off the ground", "with both feet off the ground"),
     "sitting": ("sitting", "sitting on a seat", "seated with bent legs"),
 }
+MOTION_WORDS = {   # motion key -> what a caption of one frame may say the person is doing
+    "walk": ("walking", "walking along"), "sit_down": ("sitting down", "sitting down on a chair"),
+    "stand_up": ("standing up", "standing up from a chair"), "wave": ("waving arms", "waving both arms"),
+    "wave_flag": ("waving a flag", "waving a flag in the air"), "kick": ("kicking a ball", "kicking"),
+    "throw": ("throwing a ball", "throwing"), "jump": ("jumping", "jumping up and down"),
+    "bounce": ("bouncing a ball", "bouncing a ball on the ground"),
+}
+# one frame of sitting down is one of standing up: a caption naming the other motion is neither true nor false of it
+SAME_FRAMES = {"sit_down": "stand_up", "stand_up": "sit_down"}
 FIGURE_COLOURS = {"black": (25, 25, 25), "red": (190, 30, 30), "blue": (30, 40, 170), "white": (245, 245, 245)}
 BALL_COLOURS = {"orange": (230, 60, 20), "yellow": (250, 220, 30), "white": (240, 240, 240)}
 FLAG_COLOURS = {"green": (40, 200, 60), "pink": (240, 40, 200), "orange": (250, 150, 0)}
@@ -356,9 +365,11 @@ def frame_record(motion, scene, pose, ball, hand, p, colours):
 
 
 def frame_facts(record):
-    """What a caption may say of a frame, as (kind, value) pairs, and the kinds it leaves open (a pose between two
-    states, a ball between two places): a caption that states one of those is neither true nor false of the frame."""
-    facts = {("scene", record["scene"]), ("figure", record["figure"]), ("facing", record["facing"])}
+    """What a caption may say of a frame, as (kind, value) pairs, and what it leaves open: kinds (a pose between two
+    states, a ball between two places) and single facts (the other motion of a time-reversed pair). A caption that
+    states one of those is neither true nor false of the frame."""
+    facts = {("scene", record["scene"]), ("figure", record["figure"]), ("facing", record["facing"]),
+             ("motion", record["motion"])}
     if record["pose"]:
         facts.add(("pose", record["pose"]))
     for thing in ("ball", "flag"):
@@ -368,9 +379,11 @@ def frame_facts(record):
         facts.add(("ball_at", record["ball_at"]))
     if record["chair"]:
         facts.add(("object", "chair"))
-    unknown = {"pose"} if record["pose"] is None else set()
+    unknown = {"pose"} if record["pose"] is None else set()   # kinds, and single facts, left open
     if record["ball"] and record["ball_at"] is None:
         unknown.add("ball_at")
+    if record["motion"] in SAME_FRAMES:
+        unknown.add(("motion", SAME_FRAMES[record["motion"]]))
     return frozenset(facts), frozenset(unknown)
 
 
@@ -389,7 +402,10 @@ def caption(record, rng, full=False):
         subject = pick((f"a {record['figure']} stick figure", f"a {record['figure']} figure",
                         f"a person in {record['figure']}"))
         stated.add(("figure", record["figure"]))
-    if record["pose"] and say(0.7):
+    if say(0.4):
+        person.append(pick(MOTION_WORDS[record["motion"]]))
+        stated.add(("motion", record["motion"]))
+    if record["pose"] and say(0.6):
         person.append(pick(POSES[record["pose"]]))
         stated.add(("pose", record["pose"]))
     if say(0.15):
