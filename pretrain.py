@@ -46,13 +46,14 @@ HELD_OUT = (("walk", "beach"), ("sit_down", "street"), ("stand_up", "beach"), ("
 SEEN = tuple((m, s) for m in synthetic.MOTIONS for s in synthetic.SCENES if (m, s) not in HELD_OUT)
 RECIPE_VERSION = 2   # bump when the recipe changes in a way the flags do not show: cached CLIPs are built again
 CACHE = Path(__file__).resolve().parent / ".cache" / "clip"   # where train.py keeps the tiny-pretrained CLIP
+RUN_FILES = ("last.pt", "clip.pt", "pretrain.json")   # what a run writes into --out
 
 
 def build_parser():
     p = runtime.argument_parser("pretrain.py", "Pretrain the miniature CLIP on captioned frames of the synthetic "
                                 "world (the backbone of train.py --clip tiny-pretrained).")
     p.add_argument("--out", default="runs/pretrain", help="output folder: clip.pt, pretrain.json, last.pt")
-    p.add_argument("--steps", type=int, default=350, help="optimiser steps")
+    p.add_argument("--steps", type=int, default=240, help="optimiser steps (about 150 s on 2 cores)")
     p.add_argument("--batch-size", type=int, default=128, help="frames (and captions) per step")
     p.add_argument("--frames-per-clip", type=int, default=1, help="frames drawn from each rendered clip (1: every frame of a batch from its own clip, the most varied batch)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
@@ -74,13 +75,18 @@ def check_options(args):
             fail(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
     if args.batch_size % args.frames_per_clip:
         fail(f"--batch-size {args.batch_size} is not a multiple of --frames-per-clip {args.frames_per_clip}")
-    if not (math.isfinite(args.lr) and args.lr > 0) or not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
-        fail(f"--lr {args.lr} must be positive and --weight-decay {args.weight_decay} not negative")
-    if args.warmup_steps < 0 or args.workers < 0 or args.seed < 0:
-        fail("--warmup-steps, --workers and --seed must not be negative")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        fail(f"--lr {args.lr}: must be a positive number")
+    if not (math.isfinite(args.weight_decay) and args.weight_decay >= 0):
+        fail(f"--weight-decay {args.weight_decay}: must be a number, not negative")
+    for flag in ("warmup_steps", "workers", "seed"):
+        if getattr(args, flag) < 0:
+            fail(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must not be negative")
+    if args.resume and not (Path(args.out) / "last.pt").is_file():
+        fail(f"--resume: {Path(args.out) / 'last.pt'} does not exist (start a run with this --out first)")
     if args.size % 16:
         fail(f"--size {args.size}: must be a multiple of the tiny CLIP's 16-pixel patches")
-    runtime.check_out(args.out, fresh=not args.resume, overwrite=args.overwrite)
+    runtime.check_out(args.out, fresh=not args.resume, overwrite=args.overwrite, files=RUN_FILES)
 
 
 # ------------------------------------------------------------------------------------------------ Captioned frames
@@ -307,8 +313,6 @@ def ensure_pretrained(cache=CACHE, progress=True):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_options(args)
-    if args.resume and not (Path(args.out) / "last.pt").is_file():
-        fail(f"--resume: {Path(args.out) / 'last.pt'} does not exist")
     results = pretrain(args)
     print(json.dumps({k: results[k] for k in ("scene", "object", "pose")}) +
           f"  ({results['train_seconds']:.0f} s; {Path(args.out) / 'clip.pt'})", flush=True)

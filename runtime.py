@@ -148,9 +148,10 @@ def write_text_atomic(path, text):
 RUN_FILES = ("last.pt", "best.pt", "log.jsonl", "args.json", "test.json")   # what train.py writes into --out
 
 
-def check_out(out, fresh, overwrite):
+def check_out(out, fresh, overwrite, files=RUN_FILES):
     """--out is a folder we can write into, and a new run (`fresh`) does not silently replace the run in it (any of
-    RUN_FILES): with `overwrite` those files are removed, so none of the old run's is left to pass for the new one's."""
+    `files`, what the entry point writes): with `overwrite` those files are removed, so none of the old run's is left
+    to pass for the new one's."""
     if not str(out).strip():
         fail("--out '': give a folder")
     out = Path(out)
@@ -163,10 +164,10 @@ def check_out(out, fresh, overwrite):
         probe.unlink()
     except OSError as e:
         fail(f"--out {out}: cannot write there ({e.strerror or e})")
-    held = [name for name in RUN_FILES if (out / name).exists()]
+    held = [name for name in files if (out / name).exists()]
     if fresh and held:
         if not overwrite:
-            again = f"continue it with --resume {out / 'last.pt'}, " if "last.pt" in held else ""
+            again = f"continue it with --resume, " if "last.pt" in held else ""
             fail(f"--out {out} holds a run ({', '.join(held)}): {again}choose another --out, or add --overwrite to "
                  "replace it")
         if int(os.environ.get("RANK", 0)) == 0:   # under torchrun every rank checks, one removes

@@ -1,4 +1,4 @@
-"""The fault table: bad inputs to the entry points (train.py, eval.py, semantic_units.py), grouped by class of
+"""The fault table: bad inputs to the entry points (train.py, eval.py, semantic_units.py, pretrain.py), grouped by class of
 fault. Each ends with exit status 2 and one line on stderr naming the flag or file at fault, no traceback (run in
 this process, any exception other than SystemExit fails the test), and every file that existed before is
 byte-identical after. All fail before a model is built: the checkpoints here are stand-ins with just the keys
@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import eval as evaluation
+import pretrain
 import semantic_units
 import train
 
@@ -68,6 +69,9 @@ def world(tmp_path_factory):
     w["no_frames"] = run / "no_frames.pt"
     torch.save(dict(model=model, args={k: v for k, v in options.items() if k != "frames"}, class_names=CLASSES),
                w["no_frames"])
+    w["pretrained"] = root / "pretrained"   # a finished pretraining: its clip.pt is not to be replaced unasked
+    w["pretrained"].mkdir()
+    (w["pretrained"] / "clip.pt").write_text("clip.pt")
     w["labels"] = root / "labels.txt"
     w["labels"].write_text("".join(name + "\n" for name in CLASSES))
     w["empty_labels"] = root / "empty_labels.txt"
@@ -132,6 +136,13 @@ CASES = [
     # checkpoints that lack what their use reads
     ("checkpoints", train, lambda w: ["--resume", str(w["no_scheduler"])], "lacks scheduler"),
     ("checkpoints", evaluation, lambda w: ["--ckpt", str(w["no_frames"]), "--device", "cpu"], "lack frames"),
+    # pretrain.py: values, and the run its --out holds
+    ("values", pretrain, lambda w: ["--steps", "0", "--out", str(w["root"] / "p")], "--steps 0"),
+    ("values", pretrain, lambda w: ["--lr", "nan", "--out", str(w["root"] / "p")], "--lr nan"),
+    ("values", pretrain, lambda w: ["--batch-size", "10", "--frames-per-clip", "4", "--out", str(w["root"] / "p")],
+     "--batch-size 10"),
+    ("outputs", pretrain, lambda w: ["--out", str(w["pretrained"])], "clip.pt"),
+    ("checkpoints", pretrain, lambda w: ["--resume", "--out", str(w["root"] / "p")], "last.pt does not exist"),
     # a resumed run on data of other classes
     ("resume", train, lambda w: ["--resume", str(w["last"]), "--data-root", str(w["other"]), "--workers", "0"],
      "classes not in the run ('wave')"),
