@@ -437,7 +437,9 @@ def run_epoch(run, epoch, start_step, sums, device, changes):
     """Train one epoch, evaluate it when due (every --eval-every epochs and after the last): its log record."""
     args, started = run.args, time.time()
     lr = train_epoch(run, epoch, start_step, sums, device)
-    if sums.skipped_steps >= run.steps_per_epoch:
+    # every loss non-finite: no step learnt anything (steps fp16's GradScaler skips while it backs off its scale
+    # had finite losses: that is its calibration, and ten in a row stop the run in optimizer_step)
+    if sums.samples == 0:
         fail(f"epoch {epoch + 1}: none of its {run.steps_per_epoch} optimiser steps was taken (every loss was "
              "non-finite); lower --lr or try --amp off")
     if not all(torch.isfinite(parameter).all() for parameter in run.model.parameters()):
