@@ -539,18 +539,34 @@ def few_shot_samples(samples, num_classes, shots, seed=0, class_names=None):
     return chosen
 
 
+def class_subset(class_names, samples, keep, root):
+    """The classes named in `keep` only, in that order, labels renumbered: (keep, their samples)."""
+    position = {name: i for i, name in enumerate(keep)}
+    if missing := [name for name in keep if name not in set(class_names)]:
+        raise ValueError(f"--data-root {root}: has no class {missing[0]!r} ({len(missing)} of the {len(keep)} "
+                         "classes asked for are missing)")
+    return list(keep), [(path, position[class_names[label]]) for path, label in samples
+                        if class_names[label] in position]
+
+
 def build_dataset(name, root=None, split="train", num_frames=8, size=224, train=False, views=(1, 1), seed=0,
-                  strict=False, shots=None, fold=1, list_out=None):
+                  strict=False, shots=None, fold=1, list_out=None, classes=None):
     """A VideoDataset for layout `name` in {k400, ucf101, hmdb51, list, synthetic} under `root` (default
     data/<name>). split 'val' is the test split of UCF-101 / HMDB-51; fold is their official split 1..3.
     shots=K: K training videos per class from split-1 train (nested, seeded by `seed`); the drawn list is written
-    to `list_out` (default <root>/fewshot_<name>_<K>shot_seed<seed>.txt) and reused when that file exists."""
+    to `list_out` (default <root>/fewshot_<name>_<K>shot_seed<seed>.txt) and reused when that file exists.
+    classes: the names of the classes to keep (a base or novel half, synthetic.protocol_class_names), in their
+    order; a synthetic root without a set is then rendered as the whole world (synthetic.WORLD_PAIRS)."""
     root = Path(root) if root is not None else Path("data") / name
     if name == "synthetic":   # rendered on first use, and again when the renderer has changed since
-        synthetic.ensure_synthetic(root)
+        synthetic.ensure_synthetic(root, pairs=synthetic.WORLD_PAIRS if classes is not None else None)
     if shots and fold != 1:
         raise ValueError(f"--shots {shots} with --fold {fold}: the few-shot protocol uses split 1")
+    if shots and classes is not None:
+        raise ValueError(f"--shots {shots}: the few-shot protocol is all-way (every class of the data root)")
     class_names, samples = _read_layout(name, root, split, fold)
+    if classes is not None:
+        class_names, samples = class_subset(class_names, samples, classes, root)
     if shots and split == "train":
         list_out = Path(list_out) if list_out is not None else root / f"fewshot_{name}_{shots}shot_seed{seed}.txt"
         if list_out.is_file():

@@ -6,11 +6,14 @@ Class names combine units of the four SU kinds: body parts (arms, legs), motions
 scenes (park, beach, room, street). Two pairs differ only by frame order (sitting down / standing up) and only by a
 small hand-held object (waving arms / waving a flag).
 
-In:  make_synthetic(root, num_classes=10, ...): a folder to fill (skipped when it holds a set with these settings;
-     refused unless it is missing, empty or a set made here: check_root).
+In:  make_synthetic(root, num_classes=10, ..., pairs=None): a folder to fill (skipped when it holds a set with these
+     settings; refused unless it is missing, empty or a set made here: check_root); pairs: the (motion, scene) pairs
+     to render instead of the first num_classes default classes (the world: WORLD_PAIRS, every motion in every scene).
 Out: root/videos/<class>/{train,val}_<k>.mp4 ((T, S, S) frames, T = 28..36, S = 128, 16 fps), train.txt, val.txt,
      labels.txt and synthetic.json (the settings; written last, so a set is complete only when it is there).
      synthetic_class_names(n) -> the first n class names; write_video(path, frames (T, H, W, 3) uint8).
+     split_pairs(fold, kind) -> (base, novel) pairs of the world; protocol_class_names(classes, fold, kind) -> the
+     class names of a base-to-novel protocol (DESIGN.md, "Protocols on the synthetic world").
 """
 import json
 import math
@@ -54,6 +57,44 @@ DEFAULT_PAIRS = (   # (motion, scene) of the classes; the first `num_classes` ar
     ("wave", "street"), ("kick", "beach"), ("jump", "park"),
 )
 CLASSES = tuple((class_name(motion, scene), motion, scene) for motion, scene in DEFAULT_PAIRS)   # (name, motion, scene)
+
+# The world of the base-to-novel protocols: every motion in every scene (9 x 4 = 36 classes), rendered into a folder
+# of its own (the default set above stays as it is), 32 training and 8 val clips a class.
+WORLD_PAIRS = tuple((motion, scene) for motion in MOTIONS for scene in SCENES)
+WORLD_ROOT = "data/synthetic_world"
+WORLD_VIDEOS_PER_CLASS = 40
+SPLIT_KINDS = ("compositional", "random")
+RANDOM_SPLIT_SEED = 0   # the random control's draw: one fixed split, as the compositional one is fixed
+
+
+def split_pairs(fold=1, kind="compositional"):
+    """(base, novel): the world's pairs in two halves of 18, each in WORLD_PAIRS order; fold 2 swaps the halves.
+    compositional (as Something-Else's compositional split): motion i is base in scenes i and i+1 (mod 4) and novel
+    in the other two, so in either fold every motion is in exactly 2 base classes and every scene in 4 or 5, and
+    every novel class is a pair of a seen motion and a seen scene never trained together. random (the control):
+    18 pairs drawn at random, which may leave a motion or a scene out of base altogether."""
+    if fold not in (1, 2) or kind not in SPLIT_KINDS:
+        raise ValueError(f"split_pairs: fold {fold!r} (1 or 2), kind {kind!r} (one of {', '.join(SPLIT_KINDS)})")
+    scenes = list(SCENES)
+    if kind == "compositional":
+        first = [(motion, scenes[(i + j) % len(scenes)]) for i, motion in enumerate(MOTIONS) for j in (0, 1)]
+    else:
+        drawn = np.random.default_rng(RANDOM_SPLIT_SEED).permutation(len(WORLD_PAIRS))[:len(WORLD_PAIRS) // 2]
+        first = [WORLD_PAIRS[k] for k in drawn]
+    first = [pair for pair in WORLD_PAIRS if pair in set(first)]
+    second = [pair for pair in WORLD_PAIRS if pair not in set(first)]
+    return (first, second) if fold == 1 else (second, first)
+
+
+def protocol_class_names(classes, fold=1, kind="compositional"):
+    """The class names of `classes` ("base" or "novel") of split_pairs(fold, kind); None for "all" (every class of
+    the data root)."""
+    if classes == "all":
+        return None
+    if classes not in ("base", "novel"):
+        raise ValueError(f"--classes {classes!r}: one of all, base, novel")
+    base, novel = split_pairs(fold, kind)
+    return [class_name(motion, scene) for motion, scene in (base if classes == "base" else novel)]
 
 # What one frame shows, for the captions of the miniature CLIP's pretraining (pretrain.py). The names of the four SU
 # kinds: body parts and their state (POSES), objects (ball, flag, chair) and where they are, scenes, and colours.
@@ -535,23 +576,36 @@ def check_root(root):
                               "add --data list)")
 
 
-def ensure_synthetic(root):
-    """The set under `root`, rendered on first use (default settings), and rendered again with its own settings
-    when the renderer has changed since it was made."""
-    make_synthetic(root, **_settings_of(root))
+def ensure_synthetic(root, pairs=None):
+    """The set under `root`, rendered on first use (default settings; with `pairs`, those pairs instead: the world
+    with WORLD_VIDEOS_PER_CLASS clips a class), and rendered again with its own settings when the renderer has
+    changed since it was made."""
+    settings = _settings_of(root)
+    if not settings and pairs is not None:
+        settings = dict(pairs=pairs, videos_per_class=WORLD_VIDEOS_PER_CLASS)
+    make_synthetic(root, **settings)
 
 
 def make_synthetic(root, num_classes=10, videos_per_class=60, val_fraction=0.2, seed=0, num_frames=32, size=128,
-                   workers=None):
+                   workers=None, pairs=None):
     """Renders the synthetic set into `root` (default size: 10 classes x 60 clips = 48 train + 12 val each, 28..36
     frames of 128 x 128 at 16 fps, H.264) with videos/<class>/<split>_<k>.mp4, train.txt, val.txt, labels.txt.
+    pairs: (motion, scene) pairs to render instead of the first num_classes default classes (e.g. WORLD_PAIRS).
     Deterministic from `seed`. Skips the work when `root` already holds a complete set with the same parameters
     (synthetic.json, written last)."""
     root = Path(root)
     settings = dict(version=VERSION, num_classes=num_classes, videos_per_class=videos_per_class,
                     val_fraction=val_fraction, seed=seed, num_frames=num_frames, size=size)
+    if pairs is not None:   # (the default set's synthetic.json stays as it was: no new key, no new render)
+        pairs = [[motion, scene] for motion, scene in pairs]   # as JSON keeps them
+        if bad := [pair for pair in pairs if pair[0] not in MOTIONS or pair[1] not in SCENES]:
+            raise ValueError(f"make_synthetic: pair {bad[0]} is not a (motion, scene) of the renderer")
+        settings.update(num_classes=len(pairs), pairs=pairs)
+        classes = [(class_name(motion, scene), motion, scene) for motion, scene in pairs]
+    else:
+        classes = CLASSES[:len(synthetic_class_names(num_classes))]   # (which checks num_classes)
     marker = root / "synthetic.json"
-    class_names = synthetic_class_names(num_classes)
+    class_names = [name for name, _, _ in classes]
 
     def complete():
         return marker.is_file() and json.loads(marker.read_text()) == settings
@@ -568,7 +622,7 @@ def make_synthetic(root, num_classes=10, videos_per_class=60, val_fraction=0.2, 
         marker.unlink(missing_ok=True)
         num_val = max(1, round(videos_per_class * val_fraction))
         jobs, lists = [], {"train": [], "val": []}
-        for label, (name, motion, scene) in enumerate(CLASSES[:num_classes]):
+        for label, (name, motion, scene) in enumerate(classes):
             folder = root / "videos" / name.replace(" ", "_")
             folder.mkdir(parents=True, exist_ok=True)
             for k in range(videos_per_class):
