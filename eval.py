@@ -16,6 +16,9 @@ Protocols (DESIGN.md, "Protocols"):
   evaluated as a 160-way task on its own videos, reported as mean +- std; `--k600-new-classes FILE` draws random
   subsets of another list instead.
 - few-shot (`--shots K`): a checkpoint trained with `train.py --shots K`, evaluated on split-1 test.
+- base-to-novel on the synthetic world (`--classes base|novel`, `--fold`, `--split-kind`; default: the
+  checkpoint's): a checkpoint trained with `train.py --classes base` scored on the val clips of the base classes,
+  or zero-shot on those of the novel classes with the novel class names only.
 - one video (`--video clip.mp4`): the top-5 classes and the semantic units the video attended to most (the SU
   selection weights, averaged over frames and visual tokens).
 """
@@ -31,6 +34,7 @@ import torch
 import data
 import runtime
 import semantic_units
+import synthetic
 from model import check_size_for_patch, load_checkpoint, model_from_checkpoint
 from mra import parse_grids
 from runtime import DATASET_DEFAULTS, DATASETS, fail, one_line_errors, rank_and_world
@@ -49,6 +53,14 @@ def build_parser():
     p.add_argument("--shots", type=int, default=None,
                    help="few-shot protocol: the checkpoint must come from train.py --shots K; split-1 test "
                    "(default: none)")
+    p.add_argument("--classes", default=None, choices=("all", "base", "novel"),
+                   help="the synthetic world's base or novel classes (zero-shot on novel: only the novel names are "
+                        "scored), or all classes of the data root (default: the checkpoint's)")
+    p.add_argument("--fold", type=int, default=None, choices=(1, 2),
+                   help="with --classes base/novel: which half is base (default: the checkpoint's, else 1)")
+    p.add_argument("--split-kind", default=None, choices=synthetic.SPLIT_KINDS,
+                   help="with --classes base/novel: compositional or random (default: the checkpoint's, else "
+                        "compositional)")
     p.add_argument("--k600-new-classes", default=None,
                    help="file of Kinetics-600 classes, one per line, to draw random class subsets from instead of "
                    "the three published zero-shot splits (default: none, the published splits in labels/)")
@@ -94,7 +106,9 @@ def parse_args(argv=None):
         fail(f"--ckpt {args.ckpt}: no such file")
     if args.json is not None:
         runtime.check_out_file(args.json, "--json")
-    check_model_input(args, load_checkpoint(args.ckpt, mmap=True))
+    ckpt = load_checkpoint(args.ckpt, mmap=True)
+    check_model_input(args, ckpt)
+    protocol_options(args, argparse.Namespace(**ckpt["args"]), args.data or ckpt["args"]["data"])
     for flag in ("video", "descriptions", "k600_new_classes"):
         value = getattr(args, flag)
         if value and not Path(value).is_file():
@@ -141,7 +155,8 @@ def test_set(data_args, views, fold=1, missing_hint=""):
     with one_line_errors():
         try:
             return data.build_dataset(data_args.data, data_args.data_root, "val", num_frames=data_args.frames,
-                                      size=data_args.size, views=views, seed=data_args.seed, fold=fold)
+                                      size=data_args.size, views=views, seed=data_args.seed, fold=fold,
+                                      classes=data_args.classes)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"{str(e).splitlines()[0]}{missing_hint}") from None
 
@@ -269,6 +284,19 @@ def eval_worker(args, device):
     return results
 
 
+def protocol_options(args, trained, name):
+    """--classes, --fold and --split-kind, each the checkpoint's where not given (checked: a split of the synthetic
+    world only, fold and kind only with a split)."""
+    classes = args.classes or getattr(trained, "classes", "all")
+    fold = args.fold or getattr(trained, "fold", 1)
+    kind = args.split_kind or getattr(trained, "split_kind", "compositional")
+    if classes != "all" and name != "synthetic":
+        fail(f"--classes {classes}: the base / novel split is of the synthetic world (--data synthetic)")
+    if classes == "all" and (args.fold or args.split_kind):
+        fail(f"--{'fold' if args.fold else 'split-kind'}: has no effect with --classes all (no base / novel split)")
+    return classes, fold, kind
+
+
 def run_protocol(args, device):
     ckpt = load_checkpoint(args.ckpt)
     with one_line_errors():
@@ -281,10 +309,15 @@ def run_protocol(args, device):
 
     name = args.data or trained.data
     same_data = name == trained.data
+    classes, fold, kind = protocol_options(args, trained, name)
+    world = classes != "all"   # (the world's root, and a checkpoint of the world's evaluated on it)
+    same_root = same_data and world == (getattr(trained, "classes", "all") != "all")
+    default_root = synthetic.WORLD_ROOT if world else str(Path("data") / name)
     data_args = argparse.Namespace(
         data="k400" if name == "k600" else name,
-        data_root=args.data_root or (trained.data_root if same_data else str(Path("data") / name)),
-        frames=args.frames, size=args.size, seed=trained.seed, shots=None, split=1)
+        data_root=args.data_root or (trained.data_root if same_root else default_root),
+        frames=args.frames, size=args.size, seed=trained.seed, shots=None, split=1,
+        classes=synthetic.protocol_class_names(classes, fold, kind))
     if data_args.data != "synthetic" and not Path(data_args.data_root).is_dir():
         fail(f"--data-root {data_args.data_root}: no such folder")
     views = runtime.parse_views(args.views or DATASET_DEFAULTS[data_args.data]["views"])
@@ -310,6 +343,7 @@ def run_protocol(args, device):
         model.set_class_names(datasets[0].class_names, target_units(args, datasets[0].class_names),
                               progress=not args.no_progress)
     protocol = ("zero-shot " if zero_shot else f"{args.shots}-shot " if args.shots else "") + name
+    protocol += f" {classes} (fold {fold}, {kind})" if world else ""
     official_splits = name in ("ucf101", "hmdb51")
     runs = [evaluate(model, dataset, args, device, data=name, **({"split": fold} if official_splits else {}),
                      views=view_text) for fold, dataset in zip(folds, datasets)]

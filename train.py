@@ -2,7 +2,8 @@
 
 In:  a dataset (`--data`, layouts in DESIGN.md) and CLIP weights (`--clip`); the loader gives (B, T, 3, S, S)
      uint8 videos, normalised on the device (runtime.model_input), and (B,) class indices. `python train.py`
-     alone is the embedded default (synthetic data, tiny CLIP, CPU).
+     alone is the embedded default (synthetic data, tiny CLIP, CPU); `--classes base` trains on the base half of the
+     synthetic world's classes, `--shots K` on K clips a class (DESIGN.md, "Protocols on the synthetic world").
 Out: in `--out`: args.json (the options), log.jsonl (one JSON object per epoch: epoch, lr, train_loss, val_top1,
      ...), last.pt (the whole state of the run, keys in save_run), best.pt (what evaluation needs, save_best) and,
      with --test-views (the synthetic default), test.json: the val split scored with multi-view tests at the end.
@@ -46,6 +47,7 @@ from runtime import DATASET_DEFAULTS, DATASETS, defaults_help, fail, one_line_er
 RESUME_SAFE = ("epochs", "workers", "no_progress", "save_every", "save_minutes", "data_root", "clip", "cache_dir",
                "test_views")
 RESUME_PLACEMENT = ("gpus", "device", "amp", "per_gpu_batch")   # allowed; the run goes on, not bit-exact
+PROTOCOL_DEFAULTS = dict(classes="all", fold=1, split_kind="compositional")   # of runs from before these options
 SESSION = ("resume", "allow_changes", "overwrite", "stop_after", "new_changes")   # not options of the run
 # what save_run writes besides model, args and class_names, all of which restore_run reads
 RUN_STATE = ("optimizer", "scheduler", "scaler", "epoch", "step", "rng", "best_top1", "log", "sums")
@@ -63,6 +65,15 @@ def build_parser():
     g.add_argument("--data-root", help="dataset folder (default: data/<data>)")
     g.add_argument("--split", type=int, default=1, choices=(1, 2, 3), help="official split of UCF-101 / HMDB-51")
     g.add_argument("--shots", type=int, help="few-shot: K training videos per class from split-1 train (default: all)")
+    g.add_argument("--classes", default="all", choices=("all", "base", "novel"),
+                   help="synthetic base-to-novel protocol: train on the base (or novel) half of the motion x scene "
+                        "pairs of the synthetic world (--data-root then defaults to " + synthetic.WORLD_ROOT + "); "
+                        "all (the default): every class of --data-root")
+    g.add_argument("--fold", type=int, default=1, choices=(1, 2),
+                   help="with --classes base/novel: which half is base (2: the halves swapped)")
+    g.add_argument("--split-kind", default="compositional", choices=synthetic.SPLIT_KINDS,
+                   help="with --classes base/novel: compositional (every motion and scene in >= 2 base classes, "
+                        "novel pairs never trained on) or random (the control)")
     g.add_argument("--frames", type=int, help=per_dataset("frames", "frames per clip"))
     g.add_argument("--size", type=int, help=per_dataset("size", "input size in pixels"))
     g.add_argument("--workers", type=int, help="loader workers per process (default on CUDA: the cores this process "
@@ -145,7 +156,8 @@ def parse_args(argv=None):
         for key, value in DATASET_DEFAULTS[args.data].items():
             if key != "views" and getattr(args, key) is None:
                 setattr(args, key, value)
-        args.data_root = str(Path("data") / args.data) if args.data_root is None else args.data_root
+        if args.data_root is None:
+            args.data_root = synthetic.WORLD_ROOT if args.classes != "all" else str(Path("data") / args.data)
         args.out = str(Path("runs") / args.data) if args.out is None else args.out
         args.new_changes = []
     check_options(args)
@@ -162,10 +174,12 @@ def resumed_options(args, given):
         fail(f"--resume {path}: holds no optimiser state (best.pt is for evaluation); resume from last.pt")
     if missing := [key for key in RUN_STATE if key not in ckpt]:
         fail(f"--resume {path}: lacks {', '.join(missing)} of a run's state; not a last.pt of this train.py")
-    if missing := sorted(OPTIONS - set(SESSION) - {"test_views", "temporal", "queries"} - set(ckpt["args"])):
+    if missing := sorted(OPTIONS - set(SESSION) - {"test_views", "temporal", "queries"} - set(PROTOCOL_DEFAULTS)
+                         - set(ckpt["args"])):
         fail(f"--resume {path}: its options (args) lack {', '.join(missing)}; not a last.pt of this train.py")
     options = dict(ckpt["args"], out=str(path.parent))   # the run's folder is where its checkpoint is now
     options.setdefault("test_views", "none")   # runs from before --test-views existed
+    options = dict(PROTOCOL_DEFAULTS, **options)   # and from before --classes
     if "workers" not in given:   # worked out again for this machine and --gpus (check_options)
         options["workers"] = None
     if "out" in given and Path(args.out).resolve() != path.parent.resolve():
@@ -205,7 +219,9 @@ UNUSED = (("su_topk", lambda a: a.decoder_layers == 0 or a.queries == "learned",
           ("queries", lambda a: a.decoder_layers == 0, "there is no decoder"),
           ("temporal", lambda a: a.decoder_layers == 0, "there is no decoder"),
           ("decoder_memory", lambda a: a.decoder_layers == 0, "there is no decoder"),
-          ("mra_grids", lambda a: a.mra_layers == 0, "there are no MRA layers"))
+          ("mra_grids", lambda a: a.mra_layers == 0, "there are no MRA layers"),
+          ("fold", lambda a: a.classes == "all", "there is no base / novel split"),
+          ("split_kind", lambda a: a.classes == "all", "there is no base / novel split"))
 
 
 def check_options(args):
@@ -225,6 +241,7 @@ def check_options(args):
         if unused(args) and value != defaults.get_default(option):
             flags = "--decoder-layers 0" if args.decoder_layers == 0 else "--queries learned"
             flags = "--mra-layers 0" if option == "mra_grids" else flags
+            flags = "--classes all" if option in ("fold", "split_kind") else flags
             fail(f"--{option.replace('_', '-')} {value}: has no effect with {flags} ({why})")
     with one_line_errors():
         parse_grids(args.mra_grids)
@@ -247,6 +264,10 @@ def check_options(args):
     if args.data == "synthetic":
         with one_line_errors():
             synthetic.check_root(args.data_root)
+    if args.classes != "all" and args.data != "synthetic":
+        fail(f"--classes {args.classes}: the base / novel split is of the synthetic world (--data synthetic)")
+    if args.classes != "all" and args.shots:
+        fail(f"--shots {args.shots} with --classes {args.classes}: the few-shot protocol is all-way (--classes all)")
     if args.descriptions and not Path(args.descriptions).is_file():
         fail(f"--descriptions {args.descriptions}: no such file")
     if args.clip not in TINY_CLIPS and args.clip not in clip_vit.MODEL_URLS and not Path(args.clip).is_file():
@@ -462,7 +483,8 @@ def run_epoch(run, epoch, start_step, sums, device, changes):
 def dataset_options(args):
     """What the run's train, val and test sets share (build_dataset keywords)."""
     return dict(num_frames=args.frames, size=args.size, seed=args.seed, strict=args.strict,
-                fold=1 if args.shots else args.split)
+                fold=1 if args.shots else args.split,
+                classes=synthetic.protocol_class_names(args.classes, args.fold, args.split_kind))
 
 
 def final_test(run, device):
