@@ -14,6 +14,7 @@ Out: root/videos/<class>/{train,val}_<k>.mp4 ((T, S, S) frames, T = 28..36, S = 
      synthetic_class_names(n) -> the first n class names; write_video(path, frames (T, H, W, 3) uint8).
      split_pairs(fold, kind) -> (base, novel) pairs of the world; protocol_class_names(classes, fold, kind) -> the
      class names of a base-to-novel protocol (DESIGN.md, "Protocols on the synthetic world").
+     `python synthetic.py --preview docs/synthetic.png`: a picture of the classes (preview), a row of frames each.
 """
 import json
 import math
@@ -29,6 +30,9 @@ except ImportError:
 
 import av
 import numpy as np
+
+import pictures
+import runtime
 
 # Each scene holds two or three of the default classes and one motion (bouncing a ball) happens in two scenes, so
 # neither the scene alone nor the motion alone names the class.
@@ -641,3 +645,34 @@ def make_synthetic(root, num_classes=10, videos_per_class=60, val_fraction=0.2, 
             (root / f"{split}.txt").write_text("".join(lines))
         (root / "labels.txt").write_text("".join(name + "\n" for name in class_names))
         marker.write_text(json.dumps(settings))
+
+
+def preview(num_classes=10, frames=6, size=128, seed=0):
+    """The first `num_classes` classes as the model sees them: one clip of 32 frames per class, `frames` of them
+    evenly spaced in time, in a row with the class name under it -> (H, W, 3) uint8 (pictures.sheet)."""
+    rows = []
+    for name, motion, scene in CLASSES[:num_classes]:
+        clip, _ = render_clip(motion, scene, num_frames=32, size=size, seed=seed)                # (32, S, S, 3)
+        rows.append(clip[np.linspace(0, len(clip) - 1, frames).round().astype(int)])            # (frames, S, S, 3)
+    return pictures.sheet(rows, [name for name, _, _ in CLASSES[:num_classes]])
+
+
+def main(argv=None):
+    p = runtime.argument_parser("synthetic.py", "Pictures of the embedded default's synthetic classes (the set "
+                                "itself is rendered by train.py on first use).")
+    p.add_argument("--preview", required=True, help="PNG file to write: one row of frames per class")
+    p.add_argument("--classes", type=int, default=10, help=f"the first N classes (1..{len(CLASSES)})")
+    p.add_argument("--frames", type=int, default=6, help="frames per row, evenly spaced over a 32-frame clip")
+    p.add_argument("--size", type=int, default=128, help="frame size in pixels (the set's own is 128)")
+    p.add_argument("--seed", type=int, default=0, help="which clip of each class is drawn")
+    args = p.parse_args(argv)
+    runtime.check_values(args, dict(classes=(1, len(CLASSES)), frames=(1, 32), size=(16, 1024), seed=(0, 2**32 - 1)))
+    if not args.preview.lower().endswith(".png"):
+        runtime.fail(f"--preview {args.preview}: a .png file")
+    runtime.check_out_file(args.preview, "--preview")
+    pictures.write_png(args.preview, preview(args.classes, args.frames, args.size, args.seed))
+    print(f"wrote {args.preview}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,12 +1,14 @@
 """synthetic.py: the embedded default's classes use the four SU kinds and need scene and motion together, the
 time-reversed class is an exact reversal, the fine-object class differs only by its flag, and a set is rendered
-once, deterministically, and re-rendered when the renderer changes."""
+once, deterministically, and re-rendered when the renderer changes; --preview draws the classes as a PNG."""
 import json
 
 import av
 import numpy as np
+import pytest
 
 import data
+import pictures
 import synthetic
 
 def test_synthetic_classes_use_all_four_kinds_and_need_scene_and_motion():
@@ -102,3 +104,26 @@ def test_rgb_to_yuv420p_matches_bt601():
     for colour in ((200, 40, 90), (0, 0, 0), (255, 255, 255), (10, 220, 30)):
         ours, theirs = both(np.full((16, 24, 3), colour, np.uint8))
         assert np.abs(ours - theirs).max() <= 1, colour                              # Y, U and V planes
+
+
+def test_preview_writes_a_png_of_each_class_frames_over_time(tmp_path):
+    """`synthetic.py --preview`: a PNG with one row per class of frames evenly spaced over a rendered clip, the
+    class name written under each row."""
+    out = tmp_path / "preview.png"
+    synthetic.main(["--preview", str(out), "--classes", "2", "--frames", "3", "--size", "32"])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = pictures.read_png(out)
+    names = synthetic.synthetic_class_names(2)
+    line = pictures.LINE
+    width = max(3 * (32 + pictures.PAD) + pictures.PAD, *(pictures.text_width(n) + 2 * pictures.PAD for n in names))
+    assert image.shape == (2 * (32 + line) + pictures.PAD, width, 3)
+    for row, (name, motion, scene) in enumerate(synthetic.CLASSES[:2]):
+        clip, _ = synthetic.render_clip(motion, scene, num_frames=32, size=32)
+        top = pictures.PAD + row * (32 + line)
+        for column, t in enumerate((0, 16, 31)):   # first, middle and last frame
+            left = pictures.PAD + column * (32 + pictures.PAD)
+            assert np.array_equal(image[top:top + 32, left:left + 32], clip[t]), (name, t)
+        assert pictures.find_text(image, name) == (pictures.PAD, top + 32 + pictures.PAD)
+    with pytest.raises(SystemExit) as error:   # bad input: one line naming the flag
+        synthetic.main(["--preview", str(tmp_path / "preview.jpg")])
+    assert error.value.code == 2 and "--preview" in str(error.value)
