@@ -20,7 +20,9 @@ Protocols (DESIGN.md, "Protocols"):
   checkpoint's): a checkpoint trained with `train.py --classes base` scored on the val clips of the base classes,
   or zero-shot on those of the novel classes with the novel class names only.
 - one video (`--video clip.mp4`): the top-5 classes and the semantic units the video attended to most (the SU
-  selection weights, averaged over frames and visual tokens).
+  selection weights, averaged over frames and visual tokens); `--explain out.png` draws, for each of those units,
+  the frames the model saw with the window (an MRA region, or the whole frame for the global token) whose selection
+  gave the unit most weight in each frame.
 """
 import argparse
 import json
@@ -32,11 +34,12 @@ import numpy as np
 import torch
 
 import data
+import pictures
 import runtime
 import semantic_units
 import synthetic
 from model import check_size_for_patch, load_checkpoint, model_from_checkpoint
-from mra import parse_grids
+from mra import parse_grids, region_windows
 from runtime import DATASET_DEFAULTS, DATASETS, fail, one_line_errors, rank_and_world
 
 
@@ -74,6 +77,8 @@ def build_parser():
     p.add_argument("--descriptions", default=None,
                    help="JSON of class descriptions for the target's SUs in zero-shot (default: none)")
     p.add_argument("--top-units", type=int, default=5, help="SUs printed with --video")
+    p.add_argument("--explain", default=None,
+                   help="with --video: a PNG of the frames with the windows that selected each top SU (default: none)")
     p.add_argument("--batch-size", type=int, default=8, help="videos per forward pass and process")
     p.add_argument("--workers", type=int, default=None,
                    help="data-loading processes per process (default on CUDA: the machine's cores / GPUs in use - 1, "
@@ -109,6 +114,8 @@ def parse_args(argv=None):
     ckpt = load_checkpoint(args.ckpt, mmap=True)
     check_model_input(args, ckpt)
     protocol_options(args, argparse.Namespace(**ckpt["args"]), args.data or ckpt["args"]["data"])
+    if args.explain is not None:
+        check_explain(args, ckpt["args"])
     for flag in ("video", "descriptions", "k600_new_classes"):
         value = getattr(args, flag)
         if value and not Path(value).is_file():
@@ -137,6 +144,18 @@ def check_model_input(args, ckpt):
         grids = parse_grids(trained["mra_grids"]) if trained["mra_layers"] else ()
         with one_line_errors():
             check_size_for_patch(args.size, patch.shape[-1], grids)
+
+
+def check_explain(args, trained):
+    """--explain needs one video, a PNG name and a model that selects SUs."""
+    if not args.video:
+        fail(f"--explain {args.explain}: explains one video, add --video FILE")
+    if not args.explain.lower().endswith(".png"):
+        fail(f"--explain {args.explain}: a .png file")
+    if not trained["decoder_layers"] or trained.get("queries", "units") != "units":
+        fail(f"--explain: the model of {args.ckpt} selects no semantic units (trained with --decoder-layers 0 or "
+             "--queries learned)")
+    runtime.check_out_file(args.explain, "--explain")
 
 
 def target_units(args, class_names):
@@ -269,7 +288,35 @@ def predict_video(model, args, device, ckpt):
         print("semantic units attended to most")
         for u in units:
             print(f"  {u['weight']:.3f}  {u['unit']} ({u['kind']})")
+        if args.explain:
+            title = (f"{Path(args.video).name}: {classes[0]['class']} {classes[0]['probability']:.2f}. Box: where a "
+                     "unit was chosen most (yellow: a region, blue: the whole frame)")
+            pictures.write_png(args.explain, explain_picture(model, video, info["su_attention"][0].float(),
+                                                             top.indices.tolist(), units, title))
+            print(f"wrote {args.explain}: each row a unit, each box the window that chose it most in that frame")
     return {"video": args.video, "classes": classes, "semantic_units": units}
+
+
+def explain_picture(model, video, attention, unit_indices, units, title):
+    """video (T, 3, S, S) uint8, attention (T, R+1, S_units) -> a sheet (pictures.sheet): a row of the T frames
+    per unit, each frame boxed where its selection gave the unit most weight (the whole frame for the global
+    token, an MRA window for a region token; no box where no token of the frame kept the unit in its top-k)."""
+    frames = video.permute(0, 2, 3, 1).numpy()                                   # (T, S, S, 3)
+    patch = model.visual.visual.patch_size
+    grid_h, grid_w = model.visual.visual.grid_size(*frames.shape[1:3])
+    windows = region_windows(grid_h, grid_w, model.visual.grids) if model.visual.layers else []
+    boxes = [(0, 0, grid_w * patch, grid_h * patch)] + [(c0 * patch, r0 * patch, c1 * patch, r1 * patch)
+                                                        for r0, r1, c0, c1 in windows]   # token -> (x0, y0, x1, y1)
+    rows, captions = [], []
+    for rank, (index, unit) in enumerate(zip(unit_indices, units), 1):
+        weights, tokens = attention[:, :, index].max(dim=1)                      # (T,), (T,): the best token
+        row = frames.copy()
+        for t in range(len(row)):
+            if weights[t] > 0:
+                pictures.draw_box(row[t], boxes[tokens[t]], (255, 230, 0) if tokens[t] else (0, 220, 255))
+        rows.append(row)
+        captions.append(f"{rank}. {unit['unit']} ({unit['kind']}) {unit['weight']:.3f}")
+    return pictures.sheet(rows, captions, title)
 
 
 def eval_worker(args, device):

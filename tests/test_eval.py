@@ -1,9 +1,9 @@
 """eval.py: multi-view scores are the mean of the single views' softmax; an unreadable test video is left out of
 every number and listed, and --strict stops at it; zero-shot on UCF-101 / HMDB-51 averages the three test splits and
 on Kinetics-600 the three published splits (or random subsets of a given list); the few-shot protocol evaluates a
---shots K checkpoint on split-1 test; --video prints the top classes and the most attended SUs; several processes
-give the same numbers as one; large text sets get a progress bar; bad input (a CLIP file or a video as --ckpt, a
-root with split 1 only, ...) ends with one line.
+--shots K checkpoint on split-1 test; --video prints the top classes and the most attended SUs, and --explain draws
+them on the frames; several processes give the same numbers as one; large text sets get a progress bar; bad input (a
+CLIP file or a video as --ckpt, a root with split 1 only, ...) ends with one line.
 
 The UCF-101, HMDB-51, Kinetics-600 and list layouts are small stand-ins built in a temporary folder from synthetic
 clips."""
@@ -21,10 +21,12 @@ import torch
 import clip_vit
 import data
 import eval as evaluation
+import pictures
 import runtime
 import train
 from decoder import SUSelection
 from model import load_checkpoint, model_from_checkpoint
+from mra import region_windows
 
 REPO = Path(__file__).resolve().parents[1]
 UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "Basketball"]
@@ -334,6 +336,44 @@ def test_single_video_prints_classes_and_units(workdir, checkpoint, capsys):
     assert len(weights) == 3 and weights == sorted(weights, reverse=True) and 0 < sum(weights) <= 1 + 1e-5
     for unit in results["semantic_units"]:
         assert f"{unit['unit']} ({unit['kind']})" in printed
+
+
+def test_explain_draws_the_windows_that_selected_the_top_units(workdir, checkpoint, tmp_path, capsys):
+    """--explain: a PNG with a row of the model's frames per top unit, named under it, each frame boxed at the
+    token that gave the unit most weight (the whole frame or an MRA window); no box where no token kept it."""
+    video, out = clips(workdir)[0], tmp_path / "explain.png"
+    results = evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--video", str(video), "--top-units", "2",
+                                    "--explain", str(out)))
+    assert f"wrote {out}" in capsys.readouterr().out
+    image = pictures.read_png(out)
+    top = results["semantic_units"][0]
+    assert pictures.find_text(image, f"1. {top['unit']} ({top['kind']})") is not None
+    assert pictures.find_text(image, results["classes"][0]["class"]) is not None
+    # the picture's boxes, from the model's own selection weights
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, checkpoint, str(workdir / "cache")).eval()
+    frames = data.VideoDataset([(str(video), 0)], ckpt["class_names"], num_frames=2, size=64)[0][0]   # (2, 3, 64, 64)
+    with torch.no_grad():
+        _, info = model(runtime.model_input(frames[None], torch.device("cpu")), return_attention=True)
+    index = [u.text for u in model.semantic_units.units].index(top["unit"])
+    weights, tokens = info["su_attention"][0, :, :, index].max(dim=1)                               # (2,), (2,)
+    windows = [(0, 4, 0, 4)] + region_windows(4, 4, ((2, 2), (3, 3)))   # 64 px of 16-px patches: a 4 x 4 grid
+    y0 = pictures.LINE + pictures.PAD                                    # the first row, under the title
+    for t in range(2):
+        x0 = pictures.PAD + t * (64 + pictures.PAD)
+        shown = image[y0:y0 + 64, x0:x0 + 64].astype(int)
+        seen = frames[t].permute(1, 2, 0).numpy().astype(int)
+        changed = (shown != seen).any(-1)                                                      # (64, 64)
+        if weights[t] == 0:
+            assert not changed.any()
+            continue
+        r0, r1, c0, c1 = windows[tokens[t]]
+        assert changed[r0 * 16, c0 * 16:c1 * 16].all() and changed[r1 * 16 - 1, c0 * 16:c1 * 16].all()
+        assert changed.sum() == changed[r0 * 16:r1 * 16, c0 * 16:c1 * 16].sum()   # nothing drawn outside the box
+    for argv, expected in (([], "add --video"), (["--video", str(video)], "a .png file")):
+        with pytest.raises(SystemExit) as error:
+            evaluation.main(small(workdir, "--ckpt", str(checkpoint), "--explain", str(tmp_path / "x.jpg"), *argv))
+        assert error.value.code == 2 and expected in str(error.value)
 
 
 def test_two_processes_give_the_same_numbers(workdir, checkpoint, list_with_unreadable):
