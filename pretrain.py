@@ -217,12 +217,6 @@ def zero_shot(model, test_sets):
 
 # -------------------------------------------------------------------------------------------------------- The run
 
-def lr_factor(step, warmup, total):
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def save_state(path, model, optimizer, step, args, log):
     with runtime.atomic_write(path) as file:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
@@ -249,7 +243,7 @@ def pretrain(args):
                dynamic_ncols=True)
     for step, (frames, captions, positives, ignored) in enumerate(loader, start):
         for group in optimizer.param_groups:
-            group["lr"] = args.lr * lr_factor(step, args.warmup_steps, args.steps)
+            group["lr"] = args.lr * runtime.lr_factor(step, args.warmup_steps, args.steps)
         images = model.encode_image(runtime.model_input(frames.permute(0, 3, 1, 2), torch.device("cpu")))  # (B, D)
         loss = contrastive_loss(images, encode_captions(model, captions), model.logit_scale, positives, ignored)
         optimizer.zero_grad(set_to_none=True)

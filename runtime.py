@@ -73,6 +73,14 @@ def defaults_help(key):
     return ", ".join(f"{name} {DATASET_DEFAULTS[name][key]}" for name in DATASETS)
 
 
+def lr_factor(step, warmup_steps, total_steps, min_ratio=0.0):
+    """Linear warm-up to 1, then cosine from 1 to min_ratio; stepped once per optimiser step (train.py, pretrain.py)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
 # ------------------------------------------------------------------------------------------- One-line errors and help
 
 class UsageError(SystemExit):

@@ -13,8 +13,9 @@ global `--batch-size` makes the optimisation independent of how many ran it. Res
 depend only on (seed, epoch), their augmentation on (seed, epoch, index), and last.pt holds the rest (weights,
 optimiser, scaler, schedule, RNG states, position in the epoch, log): `--resume` ends like an uninterrupted run.
 
-Reading order: the command line (build_parser, parse_args, check_options), epoch_indices, lr_factor, the run's
-state (RunningSums, save_run), then train_worker: setup_run, and per epoch run_epoch, train_epoch, optimizer_step.
+Reading order: the command line (build_parser, parse_args, check_options), epoch_indices (the schedule is
+runtime.lr_factor), the run's state (RunningSums, save_run), then train_worker: setup_run, and per epoch run_epoch,
+train_epoch, optimizer_step.
 """
 import argparse
 import contextlib
@@ -41,7 +42,7 @@ from decoder import QUERIES, TEMPORAL
 from model import (CLIP_SHAPES, MAX_FRAMES, build_model, load_checkpoint, load_model_state, save_checkpoint,
                    training_memory_gib, units_to_state)
 from mra import parse_grids
-from runtime import DATASET_DEFAULTS, DATASETS, defaults_help, fail, one_line_errors, rank_and_world
+from runtime import DATASET_DEFAULTS, DATASETS, defaults_help, fail, lr_factor, one_line_errors, rank_and_world
 
 # What a resumed run's command line may change (where files are, how this session runs), unless --allow-changes
 RESUME_SAFE = ("epochs", "workers", "no_progress", "save_every", "save_minutes", "data_root", "clip", "cache_dir",
@@ -309,14 +310,6 @@ def epoch_indices(num_samples, seed, epoch, rank, world_size, global_batch):
     perm = np.random.default_rng([seed, epoch]).permutation(num_samples)
     perm = np.concatenate([perm, perm[:(-num_samples) % global_batch]])   # up to a whole number of global batches
     return perm[rank::world_size].tolist()
-
-
-def lr_factor(step, warmup_steps, total_steps, min_ratio):
-    """Linear warm-up to 1, then cosine from 1 to min_ratio; stepped once per optimiser step."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 class RunningSums:
