@@ -92,7 +92,7 @@ def check_options(args):
 # ------------------------------------------------------------------------------------------------ Captioned frames
 
 def match(facts, captions):
-    """(B, B) bool positives and ignored: caption j holds for frame i / states a kind that frame i leaves open."""
+    """(B, B) bool positives and ignored: caption j holds for frame i / states a kind or fact frame i leaves open."""
     positives = np.zeros((len(facts), len(captions)), bool)
     ignored = np.zeros_like(positives)
     for j, (_, stated) in enumerate(captions):
