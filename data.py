@@ -5,7 +5,8 @@ HMDB-51; the synthetic embedded default is rendered by synthetic.py and read her
 In:  a dataset layout on disk (`build_dataset(name, root, split)`; the layouts are drawn in DESIGN.md).
 Out: `VideoDataset[i] -> (video, label, replaced)`, video uint8 RGB (runtime.model_input normalises it on the
      device), (T, 3, S, S) for one view or (V, T, 3, S, S) for V = temporal x spatial test views; in evaluation an
-     unreadable video gives `{"path", "reason"}` instead, which runtime.predictions leaves out and lists.
+     unreadable video gives `{"path", "reason"}` instead, which runtime.predictions leaves out and lists; with
+     `colour_on_device` (training on CUDA) a fourth element carries the clip's colour jitter for the GPU.
      `load_video(path, T)`: the TSN-sampled frames of one file, (T, H, W, 3) uint8, in decode order.
      `k600_zero_shot_splits()`: the three published 160-class Kinetics-600 zero-shot splits (labels/).
 """
@@ -160,22 +161,50 @@ def color_jitter(video, steps):
     return video
 
 
-def train_transform(frames, size, rng, crop_scale=CROP_SCALE, colour=True):
+def draw_colour(rng, colour=True):
+    """One clip's colour augmentation, as a (10,) float64 tensor: [grayscale, jitter steps n, then n (op, factor)
+    pairs of jitter_steps]. Colour jitter with p 0.8, grayscale with p 0.2; nothing when colour=False."""
+    jitter = jitter_steps(rng, **JITTER) if colour and rng.random() < 0.8 else []
+    gray = colour and rng.random() < 0.2
+    packed = torch.zeros(10, dtype=torch.float64)
+    packed[0], packed[1] = float(gray), len(jitter)
+    for k, (op, factor) in enumerate(jitter):
+        packed[2 + 2 * k], packed[3 + 2 * k] = op, factor
+    return packed
+
+
+def apply_colour(video, packed):
+    """draw_colour's augmentation (its tensor or that as a list) on one clip (T, 3, H, W), floats in [0, 1], on any
+    device."""
+    steps = [(int(packed[2 + 2 * k]), float(packed[3 + 2 * k])) for k in range(int(packed[1]))]
+    video = color_jitter(video, steps)
+    return grayscale(video) if packed[0] else video
+
+
+def colour_on_device(videos, colours):
+    """Training batches whose colour augmentation was left to the device (VideoDataset(colour_on_device=True)):
+    videos (B, [V,] T, 3, S, S) floats in [0, 1] on the device, colours (B, [V,] 10) as draw_colour made them ->
+    the same videos, each clip jittered as the loader worker would have done it (up to uint8 rounding)."""
+    clips, packed = videos.flatten(0, -5), colours.reshape(-1, colours.shape[-1]).tolist()   # (N, T, 3, S, S)
+    return torch.stack([apply_colour(clip, p) for clip, p in zip(clips, packed)]).view_as(videos)
+
+
+def train_transform(frames, size, rng, crop_scale=CROP_SCALE, colour=True, colour_on_device=False):
     """Random resized crop, horizontal flip (p 0.5), colour jitter (p 0.8) and grayscale (p 0.2) unless
     colour=False, one set of parameters for the clip. frames (T, H, W, 3) uint8 (best at short side
     train_short_side(size)) -> (T, 3, size, size) uint8. The float steps run one frame at a time on its crop, so a
-    1080p training item needs about 40 MiB (bench/data_speed.py)."""
+    1080p training item needs about 40 MiB (bench/data_speed.py). colour_on_device=True leaves the colour steps out
+    and returns (clip, draw_colour's tensor) for colour_on_device() to apply on the GPU (the same random draws)."""
     video = to_tensor(frames)                                                 # (T, 3, H, W) uint8
     top, left, h, w = random_crop_box(*video.shape[-2:], rng, scale=crop_scale)
     flip = rng.random() < 0.5
-    jitter = jitter_steps(rng, **JITTER) if colour and rng.random() < 0.8 else []
-    gray = colour and rng.random() < 0.2
+    packed = draw_colour(rng, colour)
     out = torch.empty(len(video), 3, size, size, dtype=torch.uint8)
     for t, frame in enumerate(video[..., top:top + h, left:left + w]):
         frame = resize(frame[None].float().div_(255), size, size)           # (1, 3, size, size)
-        frame = color_jitter(frame.flip(-1) if flip else frame, jitter)
-        out[t] = to_uint8(grayscale(frame) if gray else frame)[0]
-    return out
+        frame = frame.flip(-1) if flip else frame
+        out[t] = to_uint8(frame if colour_on_device else apply_colour(frame, packed))[0]
+    return (out, packed) if colour_on_device else out
 
 
 def eval_transform(frames, size, num_crops=1):
@@ -204,13 +233,17 @@ class VideoDataset(torch.utils.data.Dataset):
     chosen from (seed, epoch, index), so a training epoch keeps its size; without, the item is
     `{"path": ..., "reason": ...}`, so that an evaluation scores real test videos only and can list the others.
     crop_scale is the area range of the random resized crop; colour=False leaves out colour jitter and grayscale.
+    colour_on_device=True (training on a GPU) leaves those two to the device: items are then (video, label,
+    replaced, colours), colours (10,) or (V, 10) as draw_colour made them, for colour_on_device() on the batch.
     cache_frames=True keeps every decoded frame of each video in memory after its first read, in the main process
     (DataLoader workers decode as usual), for a set that fits: the embedded default's training set takes about
     0.75 GB. The items are the same; the default, whose loading took half its model time, trains a quarter faster."""
 
     def __init__(self, samples, class_names, num_frames=8, size=224, train=False, views=(1, 1), seed=0,
-                 strict=False, crop_scale=CROP_SCALE, colour=True, replace_unreadable=None, cache_frames=False):
+                 strict=False, crop_scale=CROP_SCALE, colour=True, replace_unreadable=None, cache_frames=False,
+                 colour_on_device=False):
         self.crop_scale, self.colour = tuple(crop_scale), colour
+        self.colour_on_device = bool(colour_on_device and colour and train)
         self.replace_unreadable = train if replace_unreadable is None else bool(replace_unreadable)
         self.samples = [(str(path), int(label)) for path, label in samples]
         self.class_names, self.views = list(class_names), (int(views[0]), int(views[1]))
@@ -283,15 +316,22 @@ class VideoDataset(torch.utils.data.Dataset):
             path = self.samples[index][0]
             return {"path": path, "reason": self.unreadable[path]}
         temporal, spatial = self.views
+        colours = None
         if self.train:
-            video = torch.stack([train_transform(clip, self.size, rng, self.crop_scale, self.colour)   # (V, T, 3, S, S)
-                                 for clip in np.split(frames, temporal) for _ in range(spatial)])
+            clips = [train_transform(clip, self.size, rng, self.crop_scale, self.colour, self.colour_on_device)
+                     for clip in np.split(frames, temporal) for _ in range(spatial)]
+            if self.colour_on_device:
+                clips, colours = zip(*clips)
+                colours = torch.stack(colours)                               # (V, 10)
+            video = torch.stack(clips)                                       # (V, T, 3, S, S)
         else:
             crops = eval_transform(frames, self.size, spatial)               # (spatial, temporal*T, 3, S, S)
             video = crops.unflatten(1, (temporal, self.num_frames)).transpose(0, 1)   # (temporal, spatial, T, ...)
             video = video.reshape(temporal * spatial, *video.shape[2:])      # (V, T, 3, S, S)
         if temporal * spatial == 1:
-            video = video[0]                                                 # (T, 3, S, S)
+            video, colours = video[0], None if colours is None else colours[0]   # (T, 3, S, S), (10,)
+        if colours is not None:
+            return video.contiguous(), label, replaced, colours
         return video.contiguous(), label, replaced
 
 
@@ -550,13 +590,14 @@ def class_subset(class_names, samples, keep, root):
 
 
 def build_dataset(name, root=None, split="train", num_frames=8, size=224, train=False, views=(1, 1), seed=0,
-                  strict=False, shots=None, fold=1, list_out=None, classes=None):
+                  strict=False, shots=None, fold=1, list_out=None, classes=None, colour_on_device=False):
     """A VideoDataset for layout `name` in {k400, ucf101, hmdb51, list, synthetic} under `root` (default
     data/<name>). split 'val' is the test split of UCF-101 / HMDB-51; fold is their official split 1..3.
     shots=K: K training videos per class from split-1 train (nested, seeded by `seed`); the drawn list is written
     to `list_out` (default <root>/fewshot_<name>_<K>shot_seed<seed>.txt) and reused when that file exists.
     classes: the names of the classes to keep (a base or novel half, synthetic.protocol_class_names), in their
-    order; a synthetic root without a set is then rendered as the whole world (synthetic.WORLD_PAIRS)."""
+    order; a synthetic root without a set is then rendered as the whole world (synthetic.WORLD_PAIRS).
+    colour_on_device: see VideoDataset (train.py sets it on CUDA)."""
     root = Path(root) if root is not None else Path("data") / name
     if name == "synthetic":   # rendered on first use, and again when the renderer has changed since
         synthetic.ensure_synthetic(root, pairs=synthetic.WORLD_PAIRS if classes is not None else None)
@@ -580,4 +621,5 @@ def build_dataset(name, root=None, split="train", num_frames=8, size=224, train=
     # see synthetic.CROP_SCALE and synthetic.COLOUR; the synthetic set is small enough to keep decoded (about 0.9 GB)
     looks = (dict(crop_scale=synthetic.CROP_SCALE, colour=synthetic.COLOUR, cache_frames=True)
              if name == "synthetic" else {})
-    return VideoDataset(samples, class_names, num_frames, size, train, views, seed, strict, **looks)
+    return VideoDataset(samples, class_names, num_frames, size, train, views, seed, strict,
+                        colour_on_device=colour_on_device, **looks)

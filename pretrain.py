@@ -53,7 +53,8 @@ def build_parser():
     p = runtime.argument_parser("pretrain.py", "Pretrain the miniature CLIP on captioned frames of the synthetic "
                                 "world (the backbone of train.py --clip tiny-pretrained).")
     p.add_argument("--out", default="runs/pretrain", help="output folder: clip.pt, pretrain.json, last.pt")
-    p.add_argument("--steps", type=int, default=240, help="optimiser steps (about 150 s on 2 cores)")
+    p.add_argument("--steps", type=int, default=1000, help="optimiser steps (about 10 minutes on 2 cores; from the "
+                   "CLIP of 350 steps ASU learnt less than from random weights: DESIGN.md)")
     p.add_argument("--batch-size", type=int, default=128, help="frames (and captions) per step")
     p.add_argument("--frames-per-clip", type=int, default=1, help="frames drawn from each rendered clip (1: every frame of a batch from its own clip, the most varied batch)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (AdamW)")
@@ -298,7 +299,7 @@ def ensure_pretrained(cache=CACHE, progress=True):
     args = build_parser().parse_args([])
     out = Path(cache) / f"tiny-pretrained-{recipe_key(args)}"
     if not (out / "clip.pt").is_file():
-        print(f"building the tiny-pretrained CLIP into {out} (pretrain.py with its defaults, once; about 2 minutes "
+        print(f"building the tiny-pretrained CLIP into {out} (pretrain.py with its defaults, once; about 10 minutes "
               "on 2 cores)", flush=True)
         main(["--out", str(out), "--overwrite"] + ([] if progress else ["--no-progress"]))
     return out / "clip.pt"

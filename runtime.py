@@ -56,7 +56,8 @@ _FEW_SHOT = dict(clip="ViT-B/16", frames=32, size=224, lr=2e-6, new_module_lr_mu
 DATASET_DEFAULTS = {
     "k400": _KINETICS, "list": _KINETICS, "ucf101": _FEW_SHOT, "hmdb51": _FEW_SHOT,
     # the tiny CLIP starts from random weights: its "new" modules are no newer than the rest, so one lr for all
-    # (the tiny-pretrained CLIP of pretrain.py scored lower on this set: DESIGN.md, "The miniature CLIP");
+    # (from the tiny-pretrained CLIP of pretrain.py ASU scores higher, but building it takes about 10 minutes once:
+    # DESIGN.md, "The miniature CLIP");
     # 4 temporal views of 8 frames cover each frame of a 32-frame clip once (data.sample_indices)
     "synthetic": dict(clip="tiny", frames=8, size=112, lr=1e-3, new_module_lr_mult=1.0, epochs=30, warmup_epochs=1,
                       batch_size=16, per_gpu_batch=16, eval_every=1, views="4x1", test_views="4x1"),
@@ -296,10 +297,13 @@ def _clip_statistics(device):
     return (torch.tensor(CLIP_MEAN, device=device).view(3, 1, 1), torch.tensor(CLIP_STD, device=device).view(3, 1, 1))
 
 
-def model_input(videos, device):
-    """uint8 videos (..., 3, S, S) from a loader -> float32 on `device`, scaled to [0, 1], CLIP mean/std."""
+def model_input(videos, device, augment=None):
+    """uint8 videos (..., 3, S, S) from a loader -> float32 on `device`, scaled to [0, 1], CLIP mean/std.
+    augment: a function of the [0, 1] floats run before the normalisation (train.py: the colour augmentation that a
+    GPU does faster than the loader workers, data.colour_on_device)."""
     mean, std = _clip_statistics(device)
-    return videos.to(device, non_blocking=True).float().div_(255).sub_(mean).div_(std)   # (..., 3, S, S)
+    videos = videos.to(device, non_blocking=True).float().div_(255)                      # (..., 3, S, S)
+    return (augment(videos) if augment else videos).sub_(mean).div_(std)
 
 
 def flush_denormals():

@@ -417,12 +417,13 @@ def train_epoch(run, epoch, start_step, sums, device):
     step_finite = torch.ones((), dtype=torch.bool, device=device)
     with tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{args.epochs}",
               disable=not run.show_progress, dynamic_ncols=True) as bar:
-        for micro, (videos, labels, replaced) in enumerate(run.train_loader):
+        for micro, (videos, labels, replaced, *colours) in enumerate(run.train_loader):   # colours: on CUDA
+            augment = (lambda unit: data.colour_on_device(unit, colours[0])) if colours else None
             last_micro = (micro + 1) % args.accumulation == 0
             # DDP all-reduces the gradients in backward(): only in the last micro-batch of an optimiser step
             with contextlib.nullcontext() if last_micro or world_size == 1 else run.ddp_model.no_sync():
                 with runtime.autocast(device, args.amp):
-                    logits = run.ddp_model(runtime.model_input(videos, device))   # (b, T, 3, S, S) -> (b, C)
+                    logits = run.ddp_model(runtime.model_input(videos, device, augment))   # (b, T, 3, S, S) -> (b, C)
                 loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(device, non_blocking=True),
                                                          label_smoothing=args.label_smoothing)
                 run.scaler.scale(loss / args.accumulation).backward()
@@ -511,7 +512,9 @@ def setup_run(args, device):
     ckpt = load_checkpoint(args.resume, mmap=True) if args.resume else None
     with runtime.rank_zero_first(), one_line_errors():  # per machine: synthetic data, CLIP download, text cache
         options = dataset_options(args)
-        train_set = data.build_dataset(args.data, args.data_root, "train", train=True, shots=args.shots, **options)
+        # colour jitter and grayscale are most of a training item's transform time: on a GPU they run there
+        train_set = data.build_dataset(args.data, args.data_root, "train", train=True, shots=args.shots,
+                                       colour_on_device=device.type == "cuda", **options)
         val_set = data.build_dataset(args.data, args.data_root, "val", train=False, **options)
         check_sets(args, train_set, val_set, ckpt and ckpt["class_names"], rank == 0)
         model = build_model(args, train_set.class_names, device=device)

@@ -16,7 +16,8 @@ fresh process, for our decoding at size and for the full-size decoding we did be
 method is timed in turn within each repeat.
 Targets on the 1080p clip: RSS growth <= 60 MiB (train item), <= 160 MiB (4x3 test item), 4x3 time <= 0.8x.
 A last row times the training item on that clip re-encoded by `python video.py resize` (short side 256, a keyframe
-every 16 frames) against the raw file, both timed in turn. Target: >= 3x the raw file's items/s per worker.
+every 16 frames) against the raw file, both timed in turn. Target: >= 3x the raw file's items/s per worker. Below it,
+the same item with its colour jitter and grayscale left to the GPU (what train.py does on CUDA) against in the worker.
 
     python bench/data_speed.py [--repeats N] [--part seeking|size|both]
 """
@@ -128,9 +129,9 @@ def decode_all_full_size(path):
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
 
 
-def dataset(path, train):
+def dataset(path, train, **options):
     return data.VideoDataset([(str(path), 0)], ["a"], num_frames=8, size=224, train=train,
-                             views=(1, 1) if train else (4, 3))
+                             views=(1, 1) if train else (4, 3), **options)
 
 
 @contextlib.contextmanager
@@ -240,6 +241,13 @@ def real_resolutions(repeats):
         print(f"{'1080p, video.py resize 256':<27}{'at size':>9}{1 / medians['resized']:>11.1f}  train items/s per "
               f"worker, {speedup:.1f}x the raw file's {1 / medians['raw']:.1f} (target >= 3x; "
               f"{raw.stat().st_size / 2**20:.1f} -> {resized.stat().st_size / 2**20:.1f} MiB)")
+        # colour jitter and grayscale left to the device (train.py on CUDA): ten draws, as jitter comes with p 0.8
+        worker, device = dataset(resized, True), dataset(resized, True, colour_on_device=True)
+        medians = steady_medians({"worker": lambda: [worker[(epoch, 0)] for epoch in range(10)],
+                                  "device": lambda: [device[(epoch, 0)] for epoch in range(10)]}, repeats)
+        print(f"{'  same, colour on the GPU':<27}{'at size':>9}{10 / medians['device']:>11.1f}  train items/s per "
+              f"worker, {medians['worker'] / medians['device']:.1f}x with colour jitter and grayscale in the worker "
+              f"({10 / medians['worker']:.1f})")
     print("PASS" if ok else "FAIL", "(1080p targets: RSS growth <= 60 / 160 MiB, 4x3 item <= 0.8x decode-all, "
           "resized >= 3x the raw file; "
           "'x all' = item time / time to decode every frame at full size to RGB; 'x decode only': decoding alone, the "

@@ -3,7 +3,9 @@ run on one device, through train.py's parts: the synthetic set decoded by the re
 ViT-B/16 CLIP (random weights with B/16's shapes: a GPU machine may have no real ones) at 8 frames x 224 px,
 batch 8, in a one-rank DDP group, with train.py's optimiser, autocast, loss, scaler, clipping and step. Prints one
 summary line: clips/s, the fraction of step time spent waiting for data, model FLOPs utilisation (MFU), peak
-memory and the attention kernels the profiler saw (flash / memory-efficient / cudnn / math).
+memory, the attention kernels the profiler saw (flash / memory-efficient / cudnn / math), and the milliseconds per
+clip of the colour jitter that train.py runs on the GPU rather than in the loader workers (data.colour_on_device;
+bench/data_speed.py has what it costs a worker).
 
 `--device cpu` runs the same path on the tiny CLIP (2 frames of 64 px, batch 2, a few steps) so that a test covers
 it; its clips/s say nothing about a GPU.
@@ -18,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -49,6 +52,26 @@ def attention_kernels(step):
     names = {event.name for event in profile.events()}
     seen = [kernel for kernel, op in KERNELS.items() if any(op in name for name in names)]
     return "+".join(seen) or "math"
+
+
+def colour_milliseconds(videos, device, repeats=3):
+    """Milliseconds per clip of the training colour augmentation (jitter and grayscale, data.colour_on_device) on
+    `device`, every clip jittered: what train.py takes off the loader workers on CUDA."""
+    rng, colours = np.random.default_rng(0), []
+    while len(colours) < len(videos):
+        colour = data.draw_colour(rng)
+        if colour[1]:   # keep the draws that jitter (p 0.8)
+            colours.append(colour)
+    colours, unit = torch.stack(colours), videos.to(device).float().div_(255)    # (B, 10), (B, T, 3, S, S)
+    data.colour_on_device(unit, colours)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        data.colour_on_device(unit, colours)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - started) / (repeats * len(videos))
 
 
 def main(argv=None):
@@ -125,6 +148,7 @@ def main(argv=None):
             loss = step(videos, labels)
             loss.item()   # train.py syncs once per step too (step_controls)
         seconds = time.perf_counter() - started
+        colour_ms = colour_milliseconds(videos, device)
     finally:
         dist.destroy_process_group()
     peak = float(os.environ.get("PEAK_TFLOPS") or next((v for k, v in PEAKS.items()
@@ -137,7 +161,7 @@ def main(argv=None):
     print(f"gpu_check: {name}, torch {torch.__version__}, {'ViT-B/16' if cuda else 'tiny'} ASU {frames} x {size} "
           f"batch {batch} {options.amp}, 1-rank DDP, {workers} workers, {steps} steps: "
           f"{steps * batch / seconds:.1f} clips/s, data wait {100 * waited / seconds:.0f}%, MFU {mfu}, peak memory "
-          f"{memory}, attention {kernels}, loss {loss.item():.3f}"
+          f"{memory}, attention {kernels}, colour jitter on the device {colour_ms:.2f} ms/clip, loss {loss.item():.3f}"
           + (" (H100 targets: MFU >= 40%, data wait < 10%)" if cuda else ""), flush=True)
     return 0
 

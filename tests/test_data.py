@@ -452,6 +452,27 @@ def test_views_shapes_and_determinism(small_videos):
     assert train_set[1][0].shape == (2, 4, 3, 32, 32)
 
 
+def test_colour_on_device_gives_the_workers_clips(small_videos):
+    """VideoDataset(colour_on_device=True) leaves colour jitter and grayscale to train.py's device: the same random
+    draws applied to the batch give the clips the worker would have made, up to the uint8 rounding in between."""
+    samples = [(str(p), 0) for p in small_videos]
+    for views in ((1, 1), (2, 1)):
+        worker = data.VideoDataset(samples, ["a"], num_frames=4, size=32, train=True, views=views, seed=4)
+        device = data.VideoDataset(samples, ["a"], num_frames=4, size=32, train=True, views=views, seed=4,
+                                   colour_on_device=True)
+        items = [(epoch, index) for epoch in range(4) for index in range(len(samples))]
+        expected = torch.stack([worker[item][0] for item in items]).float() / 255         # (N, [V,] T, 3, S, S)
+        plain, _, _, colours = zip(*[device[item] for item in items])
+        plain, colours = torch.stack(plain), torch.stack(colours)
+        assert colours.shape == (len(items), *([2] if views == (2, 1) else []), 10)
+        got = data.colour_on_device(plain.float() / 255, colours)
+        assert (got - expected).abs().max() <= 4 / 255 and (got - expected).abs().mean() <= 0.5 / 255
+        assert (plain.float() / 255 - expected).abs().mean() > 10 / 255   # the colours did change the clips
+    no_colour = data.VideoDataset(samples, ["a"], num_frames=4, size=32, train=True, colour=False,
+                                  colour_on_device=True)
+    assert len(no_colour[0]) == 3   # nothing left to do on the device
+
+
 def test_cached_frames_give_the_same_items_and_decode_each_video_once(small_videos, monkeypatch):
     samples = [(str(p), 0) for p in small_videos]
     reads, read = [], data.read_frames
