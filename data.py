@@ -199,11 +199,12 @@ def train_transform(frames, size, rng, crop_scale=CROP_SCALE, colour=True, colou
     top, left, h, w = random_crop_box(*video.shape[-2:], rng, scale=crop_scale)
     flip = rng.random() < 0.5
     packed = draw_colour(rng, colour)
+    draws = packed.tolist()   # read once, not per frame
     out = torch.empty(len(video), 3, size, size, dtype=torch.uint8)
     for t, frame in enumerate(video[..., top:top + h, left:left + w]):
         frame = resize(frame[None].float().div_(255), size, size)           # (1, 3, size, size)
         frame = frame.flip(-1) if flip else frame
-        out[t] = to_uint8(frame if colour_on_device else apply_colour(frame, packed))[0]
+        out[t] = to_uint8(frame if colour_on_device else apply_colour(frame, draws))[0]
     return (out, packed) if colour_on_device else out
 
 
